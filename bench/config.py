@@ -1,0 +1,66 @@
+"""Compose the Hydra config from `key=value` overrides and reject bad input in one line."""
+
+from numbers import Real
+
+from hydra import compose, initialize_config_module
+from hydra.errors import HydraException, MissingConfigException
+from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
+
+from bench.errors import BenchError
+from models import variant_names
+
+LIKELIHOODS = ("bernoulli", "gaussian")
+
+
+def load_config(overrides: list[str], config_name: str = "config") -> DictConfig:
+    try:
+        with initialize_config_module("bench.conf", version_base=None):
+            cfg = compose(config_name, overrides=overrides)
+    except MissingConfigException as e:
+        choices = f": choose one of {', '.join(e.options)}" if e.options else ""
+        raise BenchError(f"{_first_line(e)}{choices}") from None
+    except (HydraException, OmegaConfBaseException) as e:
+        raise BenchError(_one_line(e)) from None
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: DictConfig) -> None:
+    model, trainer = cfg.model, cfg.trainer
+    if model.name not in variant_names():
+        raise BenchError(f"unknown model {model.name!r}: choose one of {', '.join(variant_names())}")
+    _at_least("model.z_dim", model.z_dim, 1, int)
+    _at_least("model.h_dim", model.h_dim, 1, int)
+    _at_least("model.n_hidden", model.n_hidden, 0, int)
+    _positive("model.output_variance", model.output_variance)
+    if model.likelihood not in LIKELIHOODS:
+        raise BenchError(f"model.likelihood must be bernoulli or gaussian, got {model.likelihood!r}")
+    if model.likelihood == "bernoulli" and cfg.data.binarize == "none":
+        raise BenchError(
+            "model.likelihood=bernoulli needs binary data (BCE on grey levels is not a likelihood): "
+            "set data.binarize=dynamic or static, or model.likelihood=gaussian"
+        )
+    _at_least("trainer.epochs", trainer.epochs, 1, int)
+    _at_least("trainer.batch_size", trainer.batch_size, 1, int)
+    _positive("trainer.lr", trainer.lr)
+    _at_least("eval.k", cfg.eval.k, 1, int)
+
+
+def _at_least(name: str, value: object, low: int, kind: type = Real) -> None:
+    if not isinstance(value, kind) or isinstance(value, bool) or value < low:
+        raise BenchError(f"{name} must be {'an integer' if kind is int else 'a number'} >= {low}, got {value!r}")
+
+
+def _positive(name: str, value: object) -> None:
+    if not isinstance(value, Real) or isinstance(value, bool) or not value > 0:
+        raise BenchError(f"{name} must be a number > 0, got {value!r}")
+
+
+def _first_line(error: Exception) -> str:
+    return (str(error).strip() or type(error).__name__).splitlines()[0]
+
+
+def _one_line(error: Exception) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return " ".join(lines) or type(error).__name__

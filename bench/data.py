@@ -1,0 +1,205 @@
+"""Datasets decoded once into tensors on the training device.
+
+Pixels are kept as integer levels k in [0, L-1]. What the model sees:
+- binarize=dynamic: a fresh Bernoulli(k/(L-1)) draw every epoch (train);
+- binarize=static: one draw with the data seed;
+- binarize=none: uniform dequantization x = (k + u)/L, fresh u every epoch (train),
+  so a Gaussian density on x bounds the discrete likelihood of k (Theis et al. 2016).
+Validation and test are transformed once with fixed seeds: every run is scored on the same data.
+"""
+
+import gzip
+import hashlib
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from bench.errors import BenchError
+
+BINARIZE = ("dynamic", "static", "none")
+IDX_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+TORCHVISION_CLASSES = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST", "kmnist": "KMNIST"}
+
+
+@dataclass
+class Split:
+    levels: torch.Tensor  # uint8 pixel levels, (N, D)
+    labels: torch.Tensor  # int64, (N,)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass
+class Dataset:
+    name: str
+    train: Split
+    val: Split
+    test: Split
+    image_shape: tuple[int, int]
+    n_levels: int
+    n_classes: int
+    binarize: str
+    seed: int
+    sha256: dict[str, str] = field(default_factory=dict)
+    val_x: torch.Tensor = field(init=False)
+    test_x: torch.Tensor = field(init=False)
+    _static_train_x: torch.Tensor | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        self.val_x = self.transform(self.val.levels, self._generator(1))
+        self.test_x = self.transform(self.test.levels, self._generator(2))
+        if self.binarize == "static":
+            self._static_train_x = self.transform(self.train.levels, self._generator(3))
+
+    @property
+    def x_dim(self) -> int:
+        return self.image_shape[0] * self.image_shape[1]
+
+    @property
+    def is_binary(self) -> bool:
+        return self.binarize != "none"
+
+    def _generator(self, stream: int) -> torch.Generator:
+        return torch.Generator(self.train.levels.device).manual_seed(self.seed * 1000 + stream)
+
+    def grey(self, levels: torch.Tensor) -> torch.Tensor:
+        """Pixels in [0, 1]."""
+        return levels.float() / (self.n_levels - 1)
+
+    def transform(self, levels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        if self.binarize == "none":
+            noise = torch.rand(levels.shape, generator=generator, device=levels.device)
+            return (levels.float() + noise) / self.n_levels
+        return torch.bernoulli(self.grey(levels), generator=generator)
+
+    def train_x(self, generator: torch.Generator) -> torch.Tensor:
+        """The training inputs for one epoch."""
+        if self._static_train_x is not None:
+            return self._static_train_x
+        return self.transform(self.train.levels, generator)
+
+    def provenance(self) -> dict[str, Any]:
+        return {
+            "dataset": self.name,
+            "n_train": len(self.train),
+            "n_val": len(self.val),
+            "n_test": len(self.test),
+            "binarize": self.binarize,
+            "seed": self.seed,
+            "sha256": hashlib.sha256("".join(sorted(self.sha256.values())).encode()).hexdigest(),
+        }
+
+
+def load(cfg: Any, device: torch.device | str = "cpu") -> Dataset:
+    """Build the dataset named by `cfg.name` (a `data` config node)."""
+    if cfg.binarize not in BINARIZE:
+        raise BenchError(f"data.binarize must be one of {', '.join(BINARIZE)}, got {cfg.binarize!r}")
+    if cfg.name == "digits":
+        images, labels, test_images, test_labels, n_levels, sha = _digits(cfg)
+    elif cfg.name in TORCHVISION_CLASSES:
+        images, labels, test_images, test_labels, sha = _torchvision(cfg)
+        n_levels = 256
+    else:
+        names = ", ".join(["digits", *TORCHVISION_CLASSES])
+        raise BenchError(f"unknown dataset {cfg.name!r}: choose one of {names}")
+    side = int(round(images.shape[1] ** 0.5))
+    train, val = _hold_out(images, labels, int(cfg.val_size), int(cfg.seed))
+    to = lambda s: Split(s.levels.to(device), s.labels.to(device))  # noqa: E731
+    return Dataset(
+        name=cfg.name,
+        train=to(train),
+        val=to(val),
+        test=to(Split(test_images, test_labels)),
+        image_shape=(side, side),
+        n_levels=n_levels,
+        n_classes=int(max(labels.max(), test_labels.max())) + 1,
+        binarize=cfg.binarize,
+        seed=int(cfg.seed),
+        sha256=sha,
+    )
+
+
+def _hold_out(images: torch.Tensor, labels: torch.Tensor, n_val: int, seed: int) -> tuple[Split, Split]:
+    if not 0 < n_val < len(labels):
+        raise BenchError(f"data.val_size must be in 1..{len(labels) - 1}, got {n_val}")
+    perm = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
+    val, train = perm[:n_val], perm[n_val:]
+    return Split(images[train], labels[train]), Split(images[val], labels[val])
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _digits(cfg: Any):
+    import sklearn.datasets
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    images = torch.from_numpy(bunch.data.astype(np.uint8))
+    labels = torch.from_numpy(bunch.target.astype(np.int64))
+    n_test = int(cfg.test_size)
+    if not 0 < n_test < len(labels):
+        raise BenchError(f"data.test_size must be in 1..{len(labels) - 1}, got {n_test}")
+    perm = torch.randperm(len(labels), generator=torch.Generator().manual_seed(int(cfg.seed) + 1))
+    test, rest = perm[:n_test], perm[n_test:]
+    source = Path(sklearn.datasets.__file__).parent / "data" / "digits.csv.gz"
+    sha = {source.name: _sha256(source)}
+    return images[rest], labels[rest], images[test], labels[test], 17, sha
+
+
+def _torchvision(cfg: Any):
+    import torchvision.datasets as tvd
+
+    cls = getattr(tvd, TORCHVISION_CLASSES[cfg.name])
+    root = Path(os.path.expanduser(str(cfg.root)))
+    raw = root / cls.__name__ / "raw"
+    _stage_gzipped(raw, [raw, *[Path(p) for p in cfg.get("system_dirs", [])]])
+    if not all((raw / f).is_file() for f in IDX_FILES):
+        if not cfg.download:
+            raise BenchError(_missing(cfg.name, raw, "data.download=false"))
+        try:
+            cls(root, train=True, download=True)
+        except Exception as e:  # torchvision raises RuntimeError/URLError/OSError offline
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise BenchError(_missing(cfg.name, raw, f"download failed: {reason}")) from None
+    try:
+        train, test = cls(root, train=True), cls(root, train=False)
+    except Exception as e:
+        raise BenchError(f"cannot read {cfg.name} IDX files in {raw}: {e}") from None
+    flat = lambda t: t.reshape(len(t), -1).to(torch.uint8)  # noqa: E731
+    sha = {f: _sha256(raw / f) for f in IDX_FILES}
+    return flat(train.data), train.targets.long(), flat(test.data), test.targets.long(), sha
+
+
+def _stage_gzipped(raw: Path, sources: list[Path]) -> None:
+    """Unzip `NAME.gz` from the first source that has it into `raw/NAME` (never writes to sources)."""
+    for name in IDX_FILES:
+        if (raw / name).is_file():
+            continue
+        gz = next((d / f"{name}.gz" for d in sources if (d / f"{name}.gz").is_file()), None)
+        if gz is None:
+            continue
+        raw.mkdir(parents=True, exist_ok=True)
+        tmp = raw / f".{name}.part"
+        with gzip.open(gz, "rb") as src, open(tmp, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        tmp.rename(raw / name)
+
+
+def _missing(name: str, raw: Path, why: str) -> str:
+    return (
+        f"{name} not found in {raw} ({why}); put {', '.join(IDX_FILES)} there "
+        f"(gzipped or not), or set data.root=DIR"
+    )

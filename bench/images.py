@@ -1,0 +1,41 @@
+"""Image grids for the run's artifacts: samples, reconstructions, class-conditional samples."""
+
+from pathlib import Path
+
+import torch
+from torchvision.utils import save_image
+
+from bench.data import Dataset
+from models.base import LatentModel
+
+
+def _save(flat: torch.Tensor, data: Dataset, path: Path, nrow: int) -> Path:
+    images = flat.clamp(0, 1).reshape(-1, 1, *data.image_shape).float().cpu()
+    save_image(images, path, nrow=nrow, padding=1, pad_value=0.5)
+    return path
+
+
+@torch.no_grad()
+def sample_grid(model: LatentModel, data: Dataset, path: Path, n: int = 64) -> Path:
+    device = next(model.parameters()).device
+    z = torch.randn(n, model.z_dim, device=device)
+    y = torch.arange(n, device=device) % data.n_classes if model.conditional else None
+    return _save(model.likelihood.mean(model.decode(z, y)), data, path, nrow=8)
+
+
+@torch.no_grad()
+def reconstruction_grid(model: LatentModel, data: Dataset, path: Path, n: int = 32) -> Path:
+    """Odd rows: test inputs; even rows: the decoder mean at the posterior mean."""
+    x, y = data.test_x[:n], data.test.labels[:n]
+    recon = model.likelihood.mean(model.decode(model.encode(x, y)[0], y))
+    pairs = torch.stack([x.reshape(-1, 8, x.shape[-1]), recon.reshape(-1, 8, x.shape[-1])], 1)
+    return _save(pairs.reshape(-1, x.shape[-1]), data, path, nrow=8)
+
+
+@torch.no_grad()
+def class_grid(model: LatentModel, data: Dataset, path: Path, per_class: int = 8) -> Path:
+    """Row c: samples of p(x|z, y=c), the same z in every row."""
+    device = next(model.parameters()).device
+    z = torch.randn(per_class, model.z_dim, device=device).repeat(data.n_classes, 1)
+    y = torch.arange(data.n_classes, device=device).repeat_interleave(per_class)
+    return _save(model.likelihood.mean(model.decode(z, y)), data, path, nrow=per_class)

@@ -1,0 +1,82 @@
+"""One run: data, model, training, test evaluation, all of it logged to one MLflow run."""
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig, OmegaConf
+
+from bench import images, tracking
+from bench.data import Dataset, load
+from bench.evaluate import evaluate
+from bench.train import EpochCallback, pick_device, train
+from models import build_likelihood, variant
+from models.base import LatentModel
+
+
+def build_model(cfg: DictConfig, data: Dataset) -> LatentModel:
+    options = OmegaConf.to_container(cfg, resolve=True)
+    name = options.pop("name")
+    likelihood = build_likelihood(options.pop("likelihood"), options.pop("output_variance"))
+    return variant(name)(x_dim=data.x_dim, n_classes=data.n_classes, likelihood=likelihood, **options)
+
+
+def run_job(
+    cfg: DictConfig,
+    client: MlflowClient,
+    run_id: str,
+    progress: bool | None = None,
+    on_epoch: EpochCallback | None = None,
+) -> dict[str, float]:
+    """Train and evaluate as `cfg` says, logging into `run_id`; returns the test metrics."""
+    device = pick_device(cfg.trainer.device)
+    torch.manual_seed(cfg.trainer.seed)
+    data = load(cfg.data, device)
+    model = build_model(cfg.model, data).to(device)
+    _log_setup(client, run_id, cfg, data, device)
+
+    def log_epoch(epoch: int, metrics: dict[str, float]) -> None:
+        tracking.log_metrics(client, run_id, metrics, step=epoch)
+        if on_epoch is not None:
+            on_epoch(epoch, metrics)
+
+    started = time.perf_counter()
+    train(model, data, cfg.trainer, on_epoch=log_epoch, progress=progress)
+    seconds = time.perf_counter() - started
+    torch.manual_seed(cfg.trainer.seed)
+    test = evaluate(model, data, cfg.eval.k, cfg.eval.rows_per_chunk, cfg.eval.active_units_threshold)
+    timing = {"train_seconds": seconds, "train_samples_per_s": cfg.trainer.epochs * len(data.train) / seconds}
+    tracking.log_metrics(client, run_id, {f"test/{k}": v for k, v in test.items()} | timing)
+    _log_artifacts(client, run_id, cfg, model, data)
+    return test
+
+
+def _log_setup(
+    client: MlflowClient, run_id: str, cfg: DictConfig, data: Dataset, device: torch.device
+) -> None:
+    provenance = data.provenance()
+    params = tracking.flatten(OmegaConf.to_container(cfg, resolve=True))
+    params |= {f"dataset.{k}": str(v) for k, v in provenance.items() if k != "sha256"}
+    tracking.log_params(client, run_id, params)
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    tags: dict[str, Any] = {"device": device_name, "dataset.sha256": provenance["sha256"]}
+    tags |= {f"dataset.sha256.{name}": digest for name, digest in data.sha256.items()}
+    tracking.set_tags(client, run_id, tags)
+
+
+def _log_artifacts(
+    client: MlflowClient, run_id: str, cfg: DictConfig, model: LatentModel, data: Dataset
+) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        torch.save(model.state_dict(), out / "model.pt")
+        model.eval()
+        images.sample_grid(model, data, out / "samples.png")
+        images.reconstruction_grid(model, data, out / "reconstructions.png")
+        if model.conditional:
+            images.class_grid(model, data, out / "class_samples.png")
+        client.log_artifacts(run_id, tmp)

@@ -1,0 +1,89 @@
+"""The one training loop: every variant trains through `LatentModel.loss_parts`."""
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from bench.data import Dataset
+from bench.errors import BenchError
+from bench.evaluate import elbo_parts, loss_part_sums
+from models.base import LatentModel
+
+EpochCallback = Callable[[int, dict[str, float]], None]
+
+
+class DivergedError(BenchError):
+    """The loss became NaN or infinite."""
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise BenchError(f"trainer.device={name} but CUDA is not available here")
+    return torch.device(name)
+
+
+def train(
+    model: LatentModel,
+    data: Dataset,
+    cfg: Any,
+    on_epoch: EpochCallback | None = None,
+    progress: bool | None = None,
+) -> list[dict[str, float]]:
+    """Train for `cfg.epochs`; returns per-epoch `train/*` and `val/*` means (nats per example).
+
+    `progress=None` shows a bar only on a terminal. Raises DivergedError on a non-finite loss.
+    """
+    torch.manual_seed(cfg.seed)
+    generator = torch.Generator(data.train.levels.device).manual_seed(cfg.seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    history = []
+    bar = tqdm(range(1, cfg.epochs + 1), desc="train", unit="epoch", disable=_quiet(progress))
+    for epoch in bar:
+        model.train()
+        sums = _epoch(model, optimizer, data, generator, cfg.batch_size)
+        metrics = {f"train/{name}": float(total) / len(data.train) for name, total in sums.items()}
+        _check_finite(metrics, epoch)
+        model.eval()
+        val = elbo_parts(model, data.val_x, data.val.labels)
+        metrics |= {f"val/{name}": value for name, value in val.items()}
+        history.append(metrics)
+        bar.set_postfix(objective=f"{metrics['train/objective']:.2f}")
+        if on_epoch is not None:
+            on_epoch(epoch, metrics)
+    return history
+
+
+def _epoch(
+    model: LatentModel,
+    optimizer: torch.optim.Optimizer,
+    data: Dataset,
+    generator: torch.Generator,
+    batch_size: int,
+) -> dict[str, torch.Tensor]:
+    """One pass over a fresh permutation; sums stay on the device (no sync per step)."""
+    x, y = data.train_x(generator), data.train.labels
+    perm = torch.randperm(len(x), generator=generator, device=x.device)
+    sums: dict[str, torch.Tensor] = {}
+    for idx in perm.split(batch_size):
+        parts = model.loss_parts(x[idx], y[idx])
+        optimizer.zero_grad(set_to_none=True)
+        parts.objective.mean().backward()
+        optimizer.step()
+        for name, value in loss_part_sums(parts).items():
+            sums[name] = sums.get(name, 0) + value.detach()
+    return sums
+
+
+def _check_finite(metrics: dict[str, float], epoch: int) -> None:
+    bad = {k: v for k, v in metrics.items() if not torch.isfinite(torch.tensor(v))}
+    if bad:
+        shown = ", ".join(f"{k}={v}" for k, v in bad.items())
+        raise DivergedError(f"training diverged in epoch {epoch}: non-finite loss ({shown})")
+
+
+def _quiet(progress: bool | None) -> bool | None:
+    return None if progress is None else not progress

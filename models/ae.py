@@ -1,0 +1,14 @@
+import torch
+
+from models.base import LatentModel
+from models.registry import register
+
+
+@register("ae")
+class AE(LatentModel):
+    """Deterministic encoder, reconstruction only: no ELBO, no likelihood bound."""
+
+    stochastic = False
+
+    def regularizer(self, mu, logvar, kl):
+        return torch.zeros_like(mu[..., 0])
