@@ -29,17 +29,21 @@ def load_config(overrides: list[str], config_name: str = "config") -> DictConfig
 def validate(cfg: DictConfig) -> None:
     model, trainer = cfg.model, cfg.trainer
     if model.name not in variant_names():
-        raise BenchError(f"unknown model {model.name!r}: choose one of {', '.join(variant_names())}")
+        raise BenchError(
+            f"unknown model {model.name!r}: choose one of {', '.join(variant_names())}"
+        )
     _at_least("model.z_dim", model.z_dim, 1, int)
     _at_least("model.h_dim", model.h_dim, 1, int)
     _at_least("model.n_hidden", model.n_hidden, 0, int)
     _positive("model.output_variance", model.output_variance)
     if model.likelihood not in LIKELIHOODS:
-        raise BenchError(f"model.likelihood must be bernoulli or gaussian, got {model.likelihood!r}")
+        raise BenchError(
+            f"model.likelihood must be bernoulli or gaussian, got {model.likelihood!r}"
+        )
     if model.likelihood == "bernoulli" and cfg.data.binarize == "none":
         raise BenchError(
-            "model.likelihood=bernoulli needs binary data (BCE on grey levels is not a likelihood): "
-            "set data.binarize=dynamic or static, or model.likelihood=gaussian"
+            "model.likelihood=bernoulli needs binary data (BCE on grey levels is not a "
+            "likelihood): set data.binarize=dynamic or static, or model.likelihood=gaussian"
         )
     _at_least("trainer.epochs", trainer.epochs, 1, int)
     _at_least("trainer.batch_size", trainer.batch_size, 1, int)
@@ -49,7 +53,9 @@ def validate(cfg: DictConfig) -> None:
 
 def _at_least(name: str, value: object, low: int, kind: type = Real) -> None:
     if not isinstance(value, kind) or isinstance(value, bool) or value < low:
-        raise BenchError(f"{name} must be {'an integer' if kind is int else 'a number'} >= {low}, got {value!r}")
+        raise BenchError(
+            f"{name} must be {'an integer' if kind is int else 'a number'} >= {low}, got {value!r}"
+        )
 
 
 def _positive(name: str, value: object) -> None:

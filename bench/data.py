@@ -104,7 +104,9 @@ class Dataset:
 def load(cfg: Any, device: torch.device | str = "cpu") -> Dataset:
     """Build the dataset named by `cfg.name` (a `data` config node)."""
     if cfg.binarize not in BINARIZE:
-        raise BenchError(f"data.binarize must be one of {', '.join(BINARIZE)}, got {cfg.binarize!r}")
+        raise BenchError(
+            f"data.binarize must be one of {', '.join(BINARIZE)}, got {cfg.binarize!r}"
+        )
     if cfg.name == "digits":
         images, labels, test_images, test_labels, n_levels, sha = _digits(cfg)
     elif cfg.name in TORCHVISION_CLASSES:
@@ -130,7 +132,9 @@ def load(cfg: Any, device: torch.device | str = "cpu") -> Dataset:
     )
 
 
-def _hold_out(images: torch.Tensor, labels: torch.Tensor, n_val: int, seed: int) -> tuple[Split, Split]:
+def _hold_out(
+    images: torch.Tensor, labels: torch.Tensor, n_val: int, seed: int
+) -> tuple[Split, Split]:
     if not 0 < n_val < len(labels):
         raise BenchError(f"data.val_size must be in 1..{len(labels) - 1}, got {n_val}")
     perm = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
@@ -172,8 +176,8 @@ def _torchvision(cfg: Any):
         try:
             cls(root, train=True, download=True)
         except Exception as e:  # torchvision raises RuntimeError/URLError/OSError offline
-            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise BenchError(_missing(cfg.name, raw, f"download failed: {reason}")) from None
+            lines = str(e).strip().splitlines() or [type(e).__name__]
+            raise BenchError(_missing(cfg.name, raw, f"download failed: {lines[-1]}")) from None
     try:
         train, test = cls(root, train=True), cls(root, train=False)
     except Exception as e:
@@ -184,7 +188,7 @@ def _torchvision(cfg: Any):
 
 
 def _stage_gzipped(raw: Path, sources: list[Path]) -> None:
-    """Unzip `NAME.gz` from the first source that has it into `raw/NAME` (never writes to sources)."""
+    """Unzip `NAME.gz` from the first source having it into `raw/NAME`; sources stay untouched."""
     for name in IDX_FILES:
         if (raw / name).is_file():
             continue

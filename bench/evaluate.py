@@ -73,7 +73,9 @@ def active_units(
     model: LatentModel, x: torch.Tensor, y: torch.Tensor, threshold: float = 0.01
 ) -> int:
     """Latent dims whose posterior mean varies over the data: Var_x E_q[z_u] > threshold."""
-    mu = torch.cat([model.encode(x[i : i + 4096], y[i : i + 4096])[0] for i in range(0, len(x), 4096)])
+    mu = torch.cat(
+        [model.encode(x[i : i + 4096], y[i : i + 4096])[0] for i in range(0, len(x), 4096)]
+    )
     return int((mu.double().var(0, unbiased=False) > threshold).sum())
 
 

@@ -17,11 +17,15 @@ from models import build_likelihood, variant
 from models.base import LatentModel
 
 
-def build_model(cfg: DictConfig, data: Dataset) -> LatentModel:
+def build_model(cfg: DictConfig, data: Dataset, seed: int) -> LatentModel:
+    """The variant `cfg.name`, its weights initialized from `seed`."""
+    torch.manual_seed(seed)
     options = OmegaConf.to_container(cfg, resolve=True)
     name = options.pop("name")
     likelihood = build_likelihood(options.pop("likelihood"), options.pop("output_variance"))
-    return variant(name)(x_dim=data.x_dim, n_classes=data.n_classes, likelihood=likelihood, **options)
+    return variant(name)(
+        x_dim=data.x_dim, n_classes=data.n_classes, likelihood=likelihood, **options
+    )
 
 
 def run_job(
@@ -33,9 +37,8 @@ def run_job(
 ) -> dict[str, float]:
     """Train and evaluate as `cfg` says, logging into `run_id`; returns the test metrics."""
     device = pick_device(cfg.trainer.device)
-    torch.manual_seed(cfg.trainer.seed)
     data = load(cfg.data, device)
-    model = build_model(cfg.model, data).to(device)
+    model = build_model(cfg.model, data, cfg.trainer.seed).to(device)
     _log_setup(client, run_id, cfg, data, device)
 
     def log_epoch(epoch: int, metrics: dict[str, float]) -> None:
@@ -47,8 +50,13 @@ def run_job(
     train(model, data, cfg.trainer, on_epoch=log_epoch, progress=progress)
     seconds = time.perf_counter() - started
     torch.manual_seed(cfg.trainer.seed)
-    test = evaluate(model, data, cfg.eval.k, cfg.eval.rows_per_chunk, cfg.eval.active_units_threshold)
-    timing = {"train_seconds": seconds, "train_samples_per_s": cfg.trainer.epochs * len(data.train) / seconds}
+    test = evaluate(
+        model, data, cfg.eval.k, cfg.eval.rows_per_chunk, cfg.eval.active_units_threshold
+    )
+    timing = {
+        "train_seconds": seconds,
+        "train_samples_per_s": cfg.trainer.epochs * len(data.train) / seconds,
+    }
     tracking.log_metrics(client, run_id, {f"test/{k}": v for k, v in test.items()} | timing)
     _log_artifacts(client, run_id, cfg, model, data)
     return test

@@ -1,18 +1,32 @@
-"""CLI: `python -m bench.run model=vae data=digits trainer.epochs=5` (Hydra overrides)."""
+"""python -m bench.run [key=value ...]
+
+Train, evaluate and track one run. Overrides are Hydra's: choose a config group with
+`model=vae|ae|l2reg|cvae` and `data=digits|mnist|fashion-mnist|kmnist`, set any key with
+`trainer.epochs=5`, `model.z_dim=10`, `eval.k=5000`, `tracking_uri=...`. The defaults:
+"""
 
 import logging
 import os
 import sys
 
 from mlflow.entities import RunStatus
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from bench import tracking
 from bench.config import load_config
 from bench.errors import BenchError
 from bench.job import run_job
 
-SHOWN = ("recon", "kl", "neg_elbo", "nll", "nll_conditional", "bound_gap", "bits_per_dim", "active_units")
+SHOWN = (
+    "recon",
+    "kl",
+    "neg_elbo",
+    "nll",
+    "nll_conditional",
+    "bound_gap",
+    "bits_per_dim",
+    "active_units",
+)
 
 
 def run_single(cfg: DictConfig) -> tuple[str, dict[str, float]]:
@@ -22,7 +36,9 @@ def run_single(cfg: DictConfig) -> tuple[str, dict[str, float]]:
     client = tracking.client_for(uri)
     experiment = tracking.experiment_id(client, cfg.experiment)
     name = f"{cfg.model.name}-z{cfg.model.z_dim}-{cfg.data.name}"
-    run_id = client.create_run(experiment, run_name=name, tags=tracking.environment_tags()).info.run_id
+    run_id = client.create_run(
+        experiment, run_name=name, tags=tracking.environment_tags()
+    ).info.run_id
     status = RunStatus.FAILED
     try:
         metrics = run_job(cfg, client, run_id, progress=_progress(cfg))
@@ -40,6 +56,9 @@ def run_single(cfg: DictConfig) -> tuple[str, dict[str, float]]:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    if {"-h", "--help"} & set(args):
+        print(__doc__ + OmegaConf.to_yaml(load_config([])))
+        return 0
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     try:
         cfg = load_config(args)
@@ -53,7 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:
         if os.environ.get("VAE_BENCH_DEBUG"):
             raise
-        print(f"error: {type(e).__name__}: {e} (VAE_BENCH_DEBUG=1 shows the traceback)", file=sys.stderr)
+        print(
+            f"error: {type(e).__name__}: {e} (VAE_BENCH_DEBUG=1 shows the traceback)",
+            file=sys.stderr,
+        )
         return 1
     uri = tracking.tracking_uri(cfg.tracking_uri)
     print(f"run {run_id} in experiment {cfg.experiment!r} at {uri}")

@@ -13,7 +13,9 @@ class Bernoulli:
     needs_binary_data = True
 
     def neg_log_prob(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none").sum(-1)
+        return F.binary_cross_entropy_with_logits(
+            logits, x.expand_as(logits), reduction="none"
+        ).sum(-1)
 
     def mean(self, logits: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(logits)

@@ -1,0 +1,46 @@
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bench.config import load_config
+
+torch.set_num_threads(2)
+
+
+def config(*overrides: str):
+    return load_config(list(overrides))
+
+
+def write_idx(path: Path, array: np.ndarray, gz: bool = False) -> None:
+    """An IDX file as torchvision and LeCun's MNIST use: magic, dims, uint8 payload."""
+    header = struct.pack(">I", 0x0800 + array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    payload = header + array.astype(np.uint8).tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if gz:
+        path.with_name(path.name + ".gz").write_bytes(gzip.compress(payload))
+    else:
+        path.write_bytes(payload)
+
+
+def write_mnist_like(
+    folder: Path, n_train: int = 60, n_test: int = 20, gz: bool = False, seed: int = 0
+):
+    rng = np.random.default_rng(seed)
+    arrays = {
+        "train-images-idx3-ubyte": rng.integers(0, 256, (n_train, 28, 28)),
+        "train-labels-idx1-ubyte": rng.integers(0, 10, n_train),
+        "t10k-images-idx3-ubyte": rng.integers(0, 256, (n_test, 28, 28)),
+        "t10k-labels-idx1-ubyte": rng.integers(0, 10, n_test),
+    }
+    for name, array in arrays.items():
+        write_idx(folder / name, array, gz=gz)
+    return arrays
+
+
+@pytest.fixture
+def tracking_uri(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'mlflow.db'}"

@@ -1,0 +1,139 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from bench.run import main
+
+EPOCH_METRICS = [
+    f"{split}/{part}"
+    for split in ("train", "val")
+    for part in ("recon", "kl", "neg_elbo", "objective")
+]
+TEST_METRICS = [
+    "test/recon",
+    "test/kl",
+    "test/neg_elbo",
+    "test/nll",
+    "test/bound_gap",
+    "test/bits_per_dim",
+    "test/active_units",
+]
+
+
+def all_runs(uri: str):
+    client = MlflowClient(uri)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    return client, (client.search_runs(experiments) if experiments else [])
+
+
+def test_cli_run_is_tracked_in_full(tmp_path, tracking_uri):
+    work = tmp_path / "work"
+    work.mkdir()
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.run",
+            "model=cvae",
+            "trainer.epochs=2",
+            "eval.k=20",
+            f"tracking_uri={tracking_uri}",
+            "experiment=cli-test",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=work,
+        timeout=600,
+        env={k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"},
+    )
+    assert out.returncode == 0, out.stderr
+    assert list(work.iterdir()) == []  # no Hydra output folders, no stray store
+    client, runs = all_runs(tracking_uri)
+    (run,) = runs
+    assert run.info.status == "FINISHED"
+    assert set(TEST_METRICS + ["test/nll_conditional"]) <= set(run.data.metrics)
+    for name in EPOCH_METRICS:
+        assert [m.step for m in client.get_metric_history(run.info.run_id, name)] == [1, 2]
+    params = run.data.params
+    assert params["model.name"] == "cvae" and params["trainer.epochs"] == "2"
+    assert params["dataset.n_train"] == "1257" and params["eval.k"] == "20"
+    tags = run.data.tags
+    assert len(tags["dataset.sha256"]) == 64 and tags["device"] == "cpu"
+    assert tags["version.torch"].startswith("2.14.1")
+    if (Path(__file__).parents[1] / ".git").exists():
+        assert len(tags["git_commit"]) == 40
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert artifacts == {
+        "config.yaml",
+        "model.pt",
+        "samples.png",
+        "reconstructions.png",
+        "class_samples.png",
+    }
+
+
+def test_ae_records_what_does_not_apply_as_absent(tracking_uri, capsys):
+    assert main(["model=ae", "trainer.epochs=1", f"tracking_uri={tracking_uri}"]) == 0
+    _, (run,) = all_runs(tracking_uri)
+    assert {"test/recon", "test/active_units"} <= set(run.data.metrics)
+    for absent in (
+        "test/kl",
+        "test/neg_elbo",
+        "test/nll",
+        "test/bound_gap",
+        "test/bits_per_dim",
+        "train/kl",
+        "val/neg_elbo",
+    ):
+        assert absent not in run.data.metrics
+
+
+def test_tracking_uri_from_the_environment(tmp_path, monkeypatch):
+    uri = f"sqlite:///{tmp_path / 'env.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    assert main(["trainer.epochs=1", "eval.k=5"]) == 0
+    _, runs = all_runs(uri)
+    assert len(runs) == 1
+
+
+BAD_INPUT = [
+    (["model=nosuch"], "choose one of ae, cvae, l2reg, vae"),
+    (["data=nosuch"], "Could not find 'data/nosuch'"),
+    (["model.z_dim=0"], "model.z_dim must be an integer >= 1"),
+    (["model.likelihood=gaussian", "model.output_variance=0"], "model.output_variance must be"),
+    (["model.output_variance=-1"], "model.output_variance must be"),
+    (["trainer.epochs=0"], "trainer.epochs must be an integer >= 1"),
+    (["trainer.epochs=abc"], "trainer.epochs must be an integer"),
+    (["data.binarize=none"], "needs binary data"),
+    (["tracking_uri=http://127.0.0.1:9"], "tracking server http://127.0.0.1:9 is unreachable"),
+]
+
+
+@pytest.mark.parametrize("args,message", BAD_INPUT)
+def test_bad_input_is_one_line_and_leaves_no_run(args, message, tracking_uri, capsys):
+    uri_args = (
+        [] if any(a.startswith("tracking_uri") for a in args) else [f"tracking_uri={tracking_uri}"]
+    )
+    assert main(args + uri_args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+    assert all_runs(tracking_uri)[1] == []
+
+
+def test_divergence_fails_the_run_with_its_reason(tracking_uri, capsys):
+    assert main(["trainer.lr=1e6", "trainer.epochs=3", f"tracking_uri={tracking_uri}"]) == 2
+    err = capsys.readouterr().err
+    assert "diverged in epoch 1" in err and "Traceback" not in err
+    _, (run,) = all_runs(tracking_uri)
+    assert run.info.status == "FAILED"
+    assert "non-finite loss" in run.data.tags["failure_reason"]
+
+
+def test_help_prints_the_defaults(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "python -m bench.run" in out and "z_dim: 20" in out and "k: 1000" in out

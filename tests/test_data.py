@@ -1,0 +1,107 @@
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from bench.data import IDX_FILES, load
+from bench.errors import BenchError
+from tests.conftest import config, write_mnist_like
+
+OFFLINE = {"http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9", "no_proxy": ""}
+
+
+def test_digits_splits_are_disjoint_and_fixed():
+    cfg = config("data=digits")
+    a, b = load(cfg.data), load(cfg.data)
+    assert (len(a.train), len(a.val), len(a.test)) == (1797 - 360 - 180, 180, 360)
+    assert a.image_shape == (8, 8) and a.n_levels == 17 and a.n_classes == 10
+    torch.testing.assert_close(a.test_x, b.test_x)
+    torch.testing.assert_close(a.val_x, b.val_x)
+    rows = {tuple(r.tolist()) for r in a.test.levels}
+    assert (
+        sum(tuple(r.tolist()) in rows for r in a.train.levels) < 20
+    )  # digits has a few duplicates
+
+
+def test_binarization_modes():
+    dynamic = load(config("data.binarize=dynamic").data)
+    g = torch.Generator().manual_seed(0)
+    first, second = dynamic.train_x(g), dynamic.train_x(g)
+    assert set(first.unique().tolist()) <= {0.0, 1.0}
+    assert not torch.equal(first, second)
+    assert abs(first.mean() - dynamic.grey(dynamic.train.levels).mean()) < 0.01
+    static = load(config("data.binarize=static").data)
+    assert torch.equal(static.train_x(g), static.train_x(g))
+
+
+def test_dequantized_levels_stay_in_their_bins():
+    data = load(config("data.binarize=none", "model.likelihood=gaussian").data)
+    x = data.train_x(torch.Generator().manual_seed(0))
+    assert 0 <= x.min() and x.max() < 1
+    assert torch.equal((x * data.n_levels).floor().to(torch.uint8), data.train.levels)
+    assert not data.is_binary
+
+
+def test_torchvision_path_on_written_idx_files(tmp_path):
+    arrays = write_mnist_like(tmp_path / "MNIST" / "raw", gz=True)
+    data = load(config("data=mnist", f"data.root={tmp_path}", "data.val_size=10").data)
+    assert (len(data.train), len(data.val), len(data.test)) == (50, 10, 20)
+    assert data.image_shape == (28, 28) and data.n_levels == 256
+    expected = torch.from_numpy(arrays["t10k-images-idx3-ubyte"].reshape(20, -1).astype(np.uint8))
+    assert torch.equal(data.test.levels, expected)
+    assert set(data.sha256) == set(IDX_FILES)
+    assert len(data.provenance()["sha256"]) == 64
+
+
+def test_fashion_mnist_from_a_read_only_system_dir(tmp_path):
+    system = tmp_path / "usr-share"
+    write_mnist_like(system, gz=True)
+    before = sorted(p.name for p in system.iterdir())
+    cfg = config(
+        "data=fashion-mnist",
+        f"data.root={tmp_path / 'cache'}",
+        "data.val_size=10",
+        f"data.system_dirs=[{system}]",
+        "data.download=false",
+    )
+    data = load(cfg.data)
+    assert len(data.test) == 20
+    assert sorted(p.name for p in system.iterdir()) == before
+    assert all((tmp_path / "cache" / "FashionMNIST" / "raw" / f).is_file() for f in IDX_FILES)
+
+
+@pytest.mark.parametrize("name", ["mnist", "kmnist"])
+def test_offline_download_gives_a_clear_error(tmp_path, monkeypatch, name):
+    for key, value in OFFLINE.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(BenchError, match=r"not found in .*download failed.*put train-images"):
+        load(config(f"data={name}", f"data.root={tmp_path}").data)
+
+
+def test_missing_data_without_download(tmp_path):
+    with pytest.raises(BenchError, match="data.download=false"):
+        load(config("data=mnist", f"data.root={tmp_path}", "data.download=false").data)
+
+
+def test_offline_cli_is_one_line(tmp_path, tracking_uri):
+    env = os.environ | OFFLINE
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.run",
+            "data=kmnist",
+            f"data.root={tmp_path}",
+            f"tracking_uri={tracking_uri}",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert out.returncode != 0
+    assert out.stderr.startswith("error: kmnist not found in") and out.stderr.count("\n") == 1

@@ -1,0 +1,61 @@
+import pytest
+
+from bench.data import load
+from bench.evaluate import evaluate
+from bench.job import build_model
+from bench.train import DivergedError, train
+from models import variant_names
+from tests.conftest import config
+
+LIKELIHOOD_METRICS = {"kl", "neg_elbo", "nll", "bound_gap", "bits_per_dim"}
+
+
+def fit(*overrides: str):
+    cfg = config("trainer.epochs=6", "model.h_dim=128", *overrides)
+    data = load(cfg.data)
+    model = build_model(cfg.model, data, cfg.trainer.seed)
+    history = train(model, data, cfg.trainer)
+    return model, data, history
+
+
+def test_registry_has_the_four_variants():
+    assert set(variant_names()) >= {"vae", "ae", "l2reg", "cvae"}
+
+
+@pytest.mark.parametrize("name", ["vae", "ae", "l2reg", "cvae"])
+def test_every_variant_trains_and_its_objective_falls(name):
+    model, data, history = fit(f"model={name}")
+    first, last = history[0], history[-1]
+    assert last["train/objective"] < 0.8 * first["train/objective"]
+    assert last["val/objective"] < first["val/objective"]
+    metrics = evaluate(model, data, k=50)
+    if name == "ae":
+        assert LIKELIHOOD_METRICS.isdisjoint(metrics) and "recon" in metrics
+    else:
+        assert LIKELIHOOD_METRICS <= set(metrics)
+        assert metrics["bound_gap"] >= 0
+        assert metrics["nll"] <= metrics["neg_elbo"]
+    assert ("nll_conditional" in metrics) == (name == "cvae")
+
+
+def test_l2reg_trains_on_its_penalty_not_the_kl():
+    _, _, l2 = fit("model=l2reg", "model.l2_mu=2.0")
+    _, _, vae = fit("model=vae")
+    assert l2[-1]["train/objective"] != pytest.approx(l2[-1]["train/neg_elbo"], rel=1e-3)
+    assert vae[-1]["train/objective"] == pytest.approx(vae[-1]["train/neg_elbo"], rel=1e-6)
+
+
+@pytest.mark.parametrize("name", ["vae", "cvae"])
+def test_same_seed_same_metrics(name):
+    runs = []
+    for _ in range(2):
+        model, data, history = fit(f"model={name}", "trainer.epochs=3", "trainer.seed=7")
+        runs.append((history, evaluate(model, data, k=20)))
+    assert runs[0] == runs[1]
+    _, _, other = fit(f"model={name}", "trainer.epochs=3", "trainer.seed=8")
+    assert other != runs[0][0]
+
+
+def test_divergence_stops_with_a_clear_failure():
+    with pytest.raises(DivergedError, match="diverged in epoch 1: non-finite loss"):
+        fit("trainer.lr=1e6")
