@@ -7,6 +7,7 @@ Train, evaluate and track one run. Overrides are Hydra's: choose a config group 
 
 import logging
 import os
+import signal
 import sys
 
 from mlflow.entities import RunStatus
@@ -60,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         print(__doc__ + OmegaConf.to_yaml(load_config([])))
         return 0
     logging.getLogger("mlflow").setLevel(logging.WARNING)
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         cfg = load_config(args)
         run_id, metrics = run_single(cfg)
@@ -83,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
         if key in metrics:
             print(f"  test/{key:<16} {metrics[key]:10.3f}")
     return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 def _progress(cfg: DictConfig) -> bool | None:

@@ -1,6 +1,8 @@
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -137,3 +139,33 @@ def test_help_prints_the_defaults(capsys):
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
     assert "python -m bench.run" in out and "z_dim: 20" in out and "k: 1000" in out
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_ends_the_run_killed_and_keeps_finished_epochs(tmp_path, tracking_uri, sig):
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bench.run",
+            "trainer.epochs=100000",
+            f"tracking_uri={tracking_uri}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
+    client = MlflowClient(tracking_uri)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # wait until at least two epochs are logged
+        time.sleep(0.5)
+        runs = all_runs(tracking_uri)[1] if Path(tracking_uri[10:]).exists() else []
+        if runs and len(client.get_metric_history(runs[0].info.run_id, "val/neg_elbo")) >= 2:
+            break
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0 and "Traceback" not in err
+    (run,) = all_runs(tracking_uri)[1]
+    assert run.info.status == "KILLED"
+    assert len(client.get_metric_history(run.info.run_id, "val/neg_elbo")) >= 2
