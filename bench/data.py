@@ -83,6 +83,14 @@ class Dataset:
             return (levels.float() + noise) / self.n_levels
         return torch.bernoulli(self.grey(levels), generator=generator)
 
+    def split_x(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """The fixed inputs and labels of the val or test split."""
+        if split == "val":
+            return self.val_x, self.val.labels
+        if split == "test":
+            return self.test_x, self.test.labels
+        raise ValueError(f"no fixed split named {split!r}")
+
     def train_x(self, generator: torch.Generator) -> torch.Tensor:
         """The training inputs for one epoch."""
         if self._static_train_x is not None:

@@ -92,11 +92,16 @@ def bits_per_dim(nll: float, data: Dataset, likelihood: str) -> float | None:
 
 @torch.no_grad()
 def evaluate(
-    model: LatentModel, data: Dataset, k: int, rows_per_chunk: int = 2048, threshold: float = 0.01
+    model: LatentModel,
+    data: Dataset,
+    k: int,
+    rows_per_chunk: int = 2048,
+    threshold: float = 0.01,
+    split: str = "test",
 ) -> dict[str, float]:
-    """Test metrics; a metric that does not apply to the variant is left out, never zero."""
+    """Metrics on the test (or val) split; one that does not apply is left out, never zero."""
     model.eval()
-    x, y = data.test_x, data.test.labels
+    x, y = data.split_x(split)
     metrics: dict[str, float] = {"active_units": active_units(model, x, y, threshold)}
     if not model.stochastic:
         recon = model.likelihood.neg_log_prob(model.decode(model.encode(x)[0]), x)
@@ -110,7 +115,7 @@ def evaluate(
     if model.conditional:
         metrics["neg_elbo_conditional"] = float(neg_elbo.mean())
         metrics["nll_conditional"] = float(-log_px.mean())
-        neg_elbo, log_px = _marginal_over_labels(model, data, k, rows_per_chunk)
+        neg_elbo, log_px = _marginal_over_labels(model, data, x, k, rows_per_chunk)
     metrics["neg_elbo"] = float(neg_elbo.mean())
     metrics["nll"] = float(-log_px.mean())
     metrics["bound_gap"] = metrics["neg_elbo"] - metrics["nll"]
@@ -121,11 +126,10 @@ def evaluate(
 
 
 def _marginal_over_labels(
-    model: LatentModel, data: Dataset, k: int, rows_per_chunk: int
+    model: LatentModel, data: Dataset, x: torch.Tensor, k: int, rows_per_chunk: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """-ELBO and ln p(x) with the label summed out: ln p(x) = logsumexp_y ln p(y) + ln p(x|y),
     p(y) the training-label frequencies. The ELBO side uses the same sum over per-label ELBOs."""
-    x = data.test_x
     counts = torch.bincount(data.train.labels, minlength=data.n_classes).double()
     log_prior = (counts / counts.sum()).log()
     elbos, log_pxs = [], []

@@ -34,8 +34,12 @@ def run_job(
     run_id: str,
     progress: bool | None = None,
     on_epoch: EpochCallback | None = None,
+    validate: bool = False,
 ) -> dict[str, float]:
-    """Train and evaluate as `cfg` says, logging into `run_id`; returns the test metrics."""
+    """Train and evaluate as `cfg` says, logging into `run_id`.
+
+    Returns `test/*` metrics, and with `validate` the same on the validation split as `val/*`.
+    """
     device = pick_device(cfg.trainer.device)
     data = load(cfg.data, device)
     model = build_model(cfg.model, data, cfg.trainer.seed).to(device)
@@ -49,17 +53,19 @@ def run_job(
     started = time.perf_counter()
     train(model, data, cfg.trainer, on_epoch=log_epoch, progress=progress)
     seconds = time.perf_counter() - started
-    torch.manual_seed(cfg.trainer.seed)
-    test = evaluate(
-        model, data, cfg.eval.k, cfg.eval.rows_per_chunk, cfg.eval.active_units_threshold
-    )
-    timing = {
+    results = {
         "train_seconds": seconds,
         "train_samples_per_s": cfg.trainer.epochs * len(data.train) / seconds,
     }
-    tracking.log_metrics(client, run_id, {f"test/{k}": v for k, v in test.items()} | timing)
+    for split in ("val", "test") if validate else ("test",):
+        torch.manual_seed(cfg.trainer.seed)
+        metrics = evaluate(
+            model, data, cfg.eval.k, cfg.eval.rows_per_chunk, cfg.eval.active_units_threshold, split
+        )
+        results |= {f"{split}/{name}": value for name, value in metrics.items()}
+    tracking.log_metrics(client, run_id, results, step=cfg.trainer.epochs)
     _log_artifacts(client, run_id, cfg, model, data)
-    return test
+    return results
 
 
 def _log_setup(

@@ -1,8 +1,10 @@
 """python -m bench.run [key=value ...]
 
-Train, evaluate and track one run. Overrides are Hydra's: choose a config group with
+Train, evaluate and track one run, or with `study=NAME` (zdim, hdim, variance, variants, smoke)
+an Optuna study of such runs. Overrides are Hydra's: choose a config group with
 `model=vae|ae|l2reg|cvae` and `data=digits|mnist|fashion-mnist|kmnist`, set any key with
-`trainer.epochs=5`, `model.z_dim=10`, `eval.k=5000`, `tracking_uri=...`. The defaults:
+`trainer.epochs=5`, `model.z_dim=10`, `eval.k=5000`, `study.n_trials=20`, `tracking_uri=...`,
+`storage=postgresql://...`. The defaults:
 """
 
 import logging
@@ -10,13 +12,14 @@ import os
 import signal
 import sys
 
-from mlflow.entities import RunStatus
 from omegaconf import DictConfig, OmegaConf
 
 from bench import tracking
 from bench.config import load_config
 from bench.errors import BenchError
 from bench.job import run_job
+from bench.study import StudyResult, run_study, safe_url
+from bench.summary import best_trials_table
 
 SHOWN = (
     "recon",
@@ -32,27 +35,11 @@ SHOWN = (
 
 def run_single(cfg: DictConfig) -> tuple[str, dict[str, float]]:
     """One tracked run; the MLflow run ends FINISHED, FAILED (reason tagged) or KILLED."""
-    uri = tracking.tracking_uri(cfg.tracking_uri)
-    tracking.check_reachable(uri)
-    client = tracking.client_for(uri)
+    client = tracking.connect(cfg.tracking_uri)
     experiment = tracking.experiment_id(client, cfg.experiment)
     name = f"{cfg.model.name}-z{cfg.model.z_dim}-{cfg.data.name}"
-    run_id = client.create_run(
-        experiment, run_name=name, tags=tracking.environment_tags()
-    ).info.run_id
-    status = RunStatus.FAILED
-    try:
-        metrics = run_job(cfg, client, run_id, progress=_progress(cfg))
-        status = RunStatus.FINISHED
-        return run_id, metrics
-    except KeyboardInterrupt:
-        status = RunStatus.KILLED
-        raise
-    except Exception as e:
-        client.set_tag(run_id, "failure_reason", f"{type(e).__name__}: {e}"[:5000])
-        raise
-    finally:
-        client.set_terminated(run_id, RunStatus.to_string(status))
+    with tracking.tracked_run(client, experiment, name) as run_id:
+        return run_id, run_job(cfg, client, run_id, progress=progress_flag(cfg))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,12 +51,15 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         cfg = load_config(args)
-        run_id, metrics = run_single(cfg)
+        if cfg.get("study") is not None:
+            _print_study(cfg, run_study(cfg, args, progress_flag(cfg)))
+        else:
+            _print_run(cfg, *run_single(cfg))
     except BenchError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted: the MLflow run was marked KILLED", file=sys.stderr)
+        print("interrupted: the running MLflow run was marked KILLED", file=sys.stderr)
         return 130
     except Exception as e:
         if os.environ.get("VAE_BENCH_DEBUG"):
@@ -79,19 +69,29 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+    return 0
+
+
+def _print_run(cfg: DictConfig, run_id: str, metrics: dict[str, float]) -> None:
     uri = tracking.tracking_uri(cfg.tracking_uri)
     print(f"run {run_id} in experiment {cfg.experiment!r} at {uri}")
     for key in SHOWN:
-        if key in metrics:
-            print(f"  test/{key:<16} {metrics[key]:10.3f}")
-    return 0
+        if f"test/{key}" in metrics:
+            print(f"  test/{key:<16} {metrics[f'test/{key}']:10.3f}")
+
+
+def _print_study(cfg: DictConfig, result: StudyResult) -> None:
+    print(best_trials_table(result.study))
+    uri = tracking.tracking_uri(cfg.tracking_uri)
+    print(f"optuna: study {result.study.study_name!r} in {safe_url(result.storage)}")
+    print(f"mlflow: parent run {result.parent_run_id} (one child run per trial) at {uri}")
 
 
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
-def _progress(cfg: DictConfig) -> bool | None:
+def progress_flag(cfg: DictConfig) -> bool | None:
     return None if cfg.progress == "auto" else bool(cfg.progress)
 
 

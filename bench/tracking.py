@@ -5,15 +5,16 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
-from bench.errors import BenchError
+from bench.errors import BenchError, Pruned
 
 PACKAGES = ("torch", "torchvision", "mlflow", "optuna", "hydra-core", "numpy", "vae-bench")
 MAX_BATCH = 1000  # MLflow accepts at most 1000 metrics per log_batch call
@@ -37,7 +38,10 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
         raise BenchError(f"tracking server {uri} is unreachable: {reason}") from None
 
 
-def client_for(uri: str) -> MlflowClient:
+def connect(configured: str | None) -> MlflowClient:
+    """A client for the configured (or default) tracking URI, checked to answer."""
+    uri = tracking_uri(configured)
+    check_reachable(uri)
     try:
         return MlflowClient(tracking_uri=uri)
     except Exception as e:
@@ -60,6 +64,34 @@ def experiment_id(client: MlflowClient, name: str) -> str:
         if found is None:
             raise
         return found.experiment_id
+
+
+@contextmanager
+def tracked_run(
+    client: MlflowClient,
+    experiment: str,
+    name: str,
+    tags: Mapping[str, str] | None = None,
+    parent_id: str | None = None,
+) -> Iterator[str]:
+    """A run that ends FINISHED, KILLED (interrupted or pruned) or FAILED with `failure_reason`."""
+    tags = environment_tags() | dict(tags or {})
+    if parent_id:
+        tags["mlflow.parentRunId"] = parent_id
+    run_id = client.create_run(experiment, run_name=name, tags=tags).info.run_id
+    status = RunStatus.FAILED
+    try:
+        yield run_id
+        status = RunStatus.FINISHED
+    except (KeyboardInterrupt, Pruned) as e:
+        status = RunStatus.KILLED
+        client.set_tag(run_id, "killed_reason", str(e) or "interrupted")
+        raise
+    except Exception as e:
+        client.set_tag(run_id, "failure_reason", f"{type(e).__name__}: {e}"[:5000])
+        raise
+    finally:
+        client.set_terminated(run_id, RunStatus.to_string(status))
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:

@@ -1,0 +1,286 @@
+"""Optuna studies over the one-run job: a parent MLflow run per study, a child per trial.
+
+Rerunning the same command resumes: finished trials are kept and the study goes on to its
+target. A trial is finished when it is COMPLETE, PRUNED, or FAIL for a reason of its own
+(diverged, bad config). A trial cut short (Ctrl-C, SIGTERM, a dead worker) is FAIL too, and its
+parameters are queued again.
+"""
+
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from mlflow.entities import RunStatus
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig, OmegaConf
+from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy.engine import make_url
+from tqdm import tqdm
+
+from bench import tracking
+from bench.config import load_config
+from bench.errors import BenchError, Pruned
+from bench.job import run_job
+from bench.space import (
+    Space,
+    as_overrides,
+    build_pruner,
+    build_sampler,
+    grid_size,
+    search_space,
+    suggest,
+)
+
+LOCATION_KEYS = (
+    "tracking_uri", "storage", "experiment", "progress", "study.n_trials",
+    "data.root", "data.download", "data.system_dirs", "trainer.device",
+)  # fmt: skip
+NEEDS_LIKELIHOOD = ("nll", "neg_elbo")
+WORKER = f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class StudyResult:
+    study: optuna.Study
+    storage: str
+    parent_run_id: str
+    target: int
+
+
+def run_study(cfg: DictConfig, overrides: list[str], progress: bool | None = None) -> StudyResult:
+    space = search_space(cfg.study)
+    target = _target(cfg.study, space)
+    client = tracking.connect(cfg.tracking_uri)
+    storage = storage_url(cfg.storage)
+    study = open_study(cfg, space, storage)
+    _fail_dead_local_trials(study, client)
+    parent = _parent_run(client, study, cfg)
+    experiment = client.get_run(parent).info.experiment_id
+    base = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in space]
+    bar = tqdm(total=target, initial=min(finished(study), target), desc=study.study_name,
+               unit="trial", disable=None if progress is None else not progress)  # fmt: skip
+    try:
+        while finished(study) < target:
+            line = _run_trial(study, space, base, client, experiment, parent)
+            bar.write(line)
+            bar.update(min(finished(study), target) - bar.n)
+    except KeyboardInterrupt:
+        client.set_terminated(parent, RunStatus.to_string(RunStatus.KILLED))
+        raise
+    finally:
+        bar.close()
+    _finish_parent(client, parent, study)
+    return StudyResult(study, storage, parent, target)
+
+
+def storage_url(configured: str | None) -> str:
+    return str(configured) if configured else f"sqlite:///{os.path.abspath('optuna.db')}"
+
+
+def safe_url(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url.split("@")[-1]
+
+
+def open_study(cfg: DictConfig, space: Space, storage: str) -> optuna.Study:
+    """Create the study (before any trial runs) or load it; refuse another config's study."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.create_study(
+            study_name=cfg.study.name,
+            storage=storage,
+            sampler=build_sampler(cfg.study, space),
+            pruner=build_pruner(cfg.study),
+            direction="minimize",
+            load_if_exists=True,
+        )
+    except BenchError:
+        raise
+    except Exception as e:
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise BenchError(f"cannot open Optuna storage {safe_url(storage)}: {reason}") from None
+    fingerprint = study_fingerprint(cfg)
+    stored = study.user_attrs.get("config")
+    if stored is None:
+        study.set_user_attr("config", fingerprint)
+    elif stored != fingerprint:
+        raise BenchError(
+            f"study {cfg.study.name!r} in {safe_url(storage)} was made with another config "
+            f"({_differences(stored, fingerprint)}): set study.name=NEW to start another"
+        )
+    return study
+
+
+def _differences(old: dict[str, str], new: dict[str, str], shown: int = 3) -> str:
+    keys = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    parts = [f"{k}: {old.get(k)} -> {new.get(k)}" for k in keys[:shown]]
+    return "; ".join(parts) + ("; ..." if len(keys) > shown else "")
+
+
+def study_fingerprint(cfg: DictConfig) -> dict[str, str]:
+    """The resolved config without what says only where things run or are stored."""
+    flat = tracking.flatten(OmegaConf.to_container(cfg, resolve=True))
+    return {k: v for k, v in flat.items() if not k.startswith(LOCATION_KEYS)}
+
+
+def finished(study: optuna.Study) -> int:
+    return sum(_is_finished(t) for t in study.get_trials(deepcopy=False))
+
+
+def _is_finished(trial: FrozenTrial) -> bool:
+    if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
+        return True
+    return trial.state == TrialState.FAIL and not trial.user_attrs.get("retried", False)
+
+
+def _target(spec: DictConfig, space: Space) -> int:
+    if spec.sampler == "grid":
+        size = grid_size(space)
+        return size if spec.n_trials is None else min(int(spec.n_trials), size)
+    if spec.n_trials is None or int(spec.n_trials) < 1:
+        raise BenchError(f"study.n_trials must be >= 1 for study.sampler={spec.sampler}")
+    return int(spec.n_trials)
+
+
+def objective_metric(cfg: DictConfig, stochastic: bool) -> str:
+    wanted = cfg.study.objective
+    if wanted not in (*NEEDS_LIKELIHOOD, "recon"):
+        raise BenchError(f"study.objective must be nll, neg_elbo or recon, got {wanted!r}")
+    return f"val/{wanted}" if stochastic or wanted == "recon" else "val/recon"
+
+
+def _run_trial(
+    study: optuna.Study,
+    space: Space,
+    base: list[str],
+    client: MlflowClient,
+    experiment: str,
+    parent: str,
+) -> str:
+    """Ask, run and tell one trial; returns its one-line summary."""
+    trial = study.ask()
+    trial.set_user_attr("worker", WORKER)
+    params = suggest(trial, space)
+    label = f"trial {trial.number} {' '.join(as_overrides(params))}"
+    try:
+        cfg = load_config(base + as_overrides(params))
+        stochastic = cfg.model.name != "ae"
+        objective = objective_metric(cfg, stochastic)
+        trial.set_user_attr("objective", objective)
+        tags = {"study": study.study_name, "trial": str(trial.number)}
+        with tracking.tracked_run(
+            client, experiment, f"trial-{trial.number}", tags, parent
+        ) as run_id:
+            trial.set_user_attr("mlflow_run_id", run_id)
+            on_epoch = _pruning(trial, "val/neg_elbo" if stochastic else "val/recon")
+            metrics = run_job(cfg, client, run_id, progress=False, on_epoch=on_epoch, validate=True)
+    except Pruned as e:
+        trial.set_user_attr("pruned", str(e))
+        study.tell(trial, state=TrialState.PRUNED)
+        return f"{label}: PRUNED ({e})"
+    except KeyboardInterrupt:
+        fail_trial(study, trial, "interrupted", retry=True)
+        raise
+    except Exception as e:
+        reason = str(e) if isinstance(e, BenchError) else f"{type(e).__name__}: {e}"
+        fail_trial(study, trial, reason)
+        return f"{label}: FAIL ({reason})"
+    for name, value in metrics.items():
+        trial.set_user_attr(name, value)
+    study.tell(trial, metrics[objective])
+    shown = ", ".join(f"{k}={metrics[k]:.2f}" for k in (objective, "test/nll") if k in metrics)
+    return f"{label}: COMPLETE {shown}"
+
+
+def _pruning(trial: optuna.Trial, metric: str) -> Callable[[int, dict[str, float]], None]:
+    def report(epoch: int, metrics: dict[str, float]) -> None:
+        trial.report(metrics[metric], epoch)
+        if trial.should_prune():
+            raise Pruned(epoch)
+
+    return report
+
+
+def fail_trial(
+    study: optuna.Study, trial: optuna.Trial | FrozenTrial, reason: str, retry: bool = False
+) -> None:
+    """FAIL with its reason; with `retry`, its parameters are queued to run again."""
+    handle = trial if isinstance(trial, optuna.Trial) else optuna.Trial(study, trial._trial_id)
+    handle.set_user_attr("fail_reason", reason)
+    if retry:
+        handle.set_user_attr("retried", True)
+        study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+    study.tell(trial.number, state=TrialState.FAIL)
+
+
+def _fail_dead_local_trials(study: optuna.Study, client: MlflowClient) -> None:
+    """RUNNING trials of a process on this host that no longer exists: FAIL, rerun, run FAILED."""
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        host, _, pid = str(trial.user_attrs.get("worker", "")).rpartition(":")
+        if host != socket.gethostname() or not pid.isdigit() or _alive(int(pid)):
+            continue
+        fail_trial(study, trial, f"worker {host}:{pid} died", retry=True)
+        end_run(client, trial.user_attrs.get("mlflow_run_id"), f"worker {host}:{pid} died")
+
+
+def end_run(client: MlflowClient, run_id: str | None, reason: str) -> None:
+    """Mark a run left RUNNING by a dead process FAILED, with the reason."""
+    if not run_id:
+        return
+    try:
+        if client.get_run(run_id).info.status == "RUNNING":
+            client.set_tag(run_id, "failure_reason", reason)
+            client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
+    except MlflowException:
+        pass  # the run is in another tracking store
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _parent_run(client: MlflowClient, study: optuna.Study, cfg: DictConfig) -> str:
+    """The study's parent run: reused when it exists in this tracking store, else created."""
+    run_id = study.user_attrs.get("mlflow_parent_run_id")
+    if run_id:
+        try:
+            client.get_run(run_id)
+            client.update_run(run_id, status="RUNNING")
+            return run_id
+        except MlflowException:
+            pass
+    experiment = tracking.experiment_id(client, cfg.experiment)
+    tags = tracking.environment_tags() | {"study": study.study_name, "study_parent": "true"}
+    run_id = client.create_run(experiment, run_name=study.study_name, tags=tags).info.run_id
+    tracking.log_params(client, run_id, tracking.flatten(OmegaConf.to_container(cfg, resolve=True)))
+    study.set_user_attr("mlflow_parent_run_id", run_id)
+    return run_id
+
+
+def _finish_parent(client: MlflowClient, parent: str, study: optuna.Study) -> None:
+    trials = study.get_trials(deepcopy=False)
+    counts = {f"trials_{s.name.lower()}": sum(t.state == s for t in trials)
+              for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}  # fmt: skip
+    summary: dict[str, Any] = dict(counts)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    if complete:
+        best = min(complete, key=lambda t: t.value)
+        summary |= {"best_value": best.value, "best_trial": best.number}
+        summary |= {f"best_{k}": v for k, v in best.user_attrs.items() if k.startswith("test/")}
+        client.set_tag(parent, "best_params", " ".join(as_overrides(best.params)))
+        client.set_tag(parent, "best_objective", best.user_attrs.get("objective", ""))
+        client.set_tag(parent, "best_run_id", best.user_attrs.get("mlflow_run_id", ""))
+    tracking.log_metrics(client, parent, summary)
+    client.set_terminated(parent, RunStatus.to_string(RunStatus.FINISHED))
