@@ -1,0 +1,175 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+
+from bench.run import main
+
+
+@pytest.fixture
+def stores(tmp_path):
+    return [f"tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
+            f"storage=sqlite:///{tmp_path / 'optuna.db'}"]  # fmt: skip
+
+
+def load(stores, name="smoke-digits"):
+    return optuna.load_study(study_name=name, storage=stores[1].split("=", 1)[1])
+
+
+def runs(stores):
+    client = MlflowClient(stores[0].split("=", 1)[1])
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    found = client.search_runs(experiments)
+    parents = [r for r in found if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in found if "mlflow.parentRunId" in r.data.tags]
+    return client, parents, children
+
+
+def states(study):
+    return sorted(t.state.name for t in study.get_trials())
+
+
+def test_smoke_study_end_to_end_and_resume(stores, capsys):
+    assert main(["study=smoke", *stores]) == 0
+    study = load(stores)
+    assert states(study) == ["COMPLETE"] * 3
+    assert sorted(t.params["model.z_dim"] for t in study.trials) == [2, 4, 8]
+    client, (parent,), children = runs(stores)
+    assert parent.info.status == "FINISHED" and parent.data.metrics["trials_complete"] == 3
+    assert parent.data.tags["best_run_id"] in {c.info.run_id for c in children}
+    assert len(children) == 3
+    by_run = {t.user_attrs["mlflow_run_id"]: t for t in study.trials}
+    for child in children:
+        assert child.info.status == "FINISHED"
+        assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert child.data.tags["study"] == "smoke-digits"
+        trial = by_run[child.info.run_id]
+        assert child.data.tags["trial"] == str(trial.number)
+        assert child.data.params["model.z_dim"] == str(trial.params["model.z_dim"])
+        for metric in ("test/nll", "test/neg_elbo", "test/bound_gap", "val/nll"):
+            assert metric in child.data.metrics
+        assert trial.value == pytest.approx(child.data.metrics["val/nll"])
+    out = capsys.readouterr().out
+    assert "study smoke-digits: 3 COMPLETE" in out and parent.info.run_id in out
+
+    assert main(["study=smoke", *stores]) == 0  # resumed: nothing to do, nothing duplicated
+    assert states(load(stores)) == ["COMPLETE"] * 3
+    _, parents, children = runs(stores)
+    assert len(parents) == 1 and len(children) == 3
+
+
+def test_a_changed_config_under_the_same_name_is_refused(stores, capsys):
+    assert main(["study=smoke", "study.space.model.z_dim=[2]", *stores]) == 0
+    assert main(["study=smoke", "study.space.model.z_dim=[2]", "trainer.epochs=4", *stores]) == 2
+    err = capsys.readouterr().err
+    assert "made with another config (trainer.epochs: 3 -> 4)" in err and err.count("\n") == 1
+    renamed = ["study=smoke", "study.space.model.z_dim=[2]", "study.name=other", "trainer.epochs=4"]
+    assert main(renamed + stores) == 0
+
+
+def test_a_diverging_trial_fails_with_its_reason_and_the_study_goes_on(stores, capsys):
+    args = [
+        "study=smoke",
+        "study.space.model.z_dim=[4]",
+        "+study.space.trainer.lr=[0.001,1000000.0]",
+    ]
+    assert main(args + stores) == 0
+    study = load(stores)
+    assert states(study) == ["COMPLETE", "FAIL"]
+    (failed,) = [t for t in study.trials if t.state == TrialState.FAIL]
+    assert failed.params["trainer.lr"] == 1e6
+    assert "diverged in epoch 1" in failed.user_attrs["fail_reason"]
+    client, _, children = runs(stores)
+    run = client.get_run(failed.user_attrs["mlflow_run_id"])
+    assert run.info.status == "FAILED" and "non-finite loss" in run.data.tags["failure_reason"]
+    assert sorted(c.info.status for c in children) == ["FAILED", "FINISHED"]
+    assert "FAIL (training diverged" in capsys.readouterr().out
+
+
+def test_pruned_trials_are_visible_as_pruned(stores):
+    # batch 1024 takes 2 steps an epoch on digits, batch 16 takes 79: after one epoch it is far
+    # behind. sampler_seed=1 makes the grid run batch 16 first, so the pruner has a median.
+    args = ["study=smoke", "study.space.model.z_dim=[4]", "study.sampler_seed=1",
+            "+study.space.trainer.batch_size=[16,1024]",
+            "study.pruner_startup_trials=1", "study.pruner_warmup_epochs=0"]  # fmt: skip
+    assert main(args + stores) == 0
+    study = load(stores)
+    assert study.trials[0].params["trainer.batch_size"] == 16, "premise: seeded grid order"
+    assert states(study) == ["COMPLETE", "PRUNED"]
+    (pruned,) = [t for t in study.trials if t.state == TrialState.PRUNED]
+    assert pruned.params["trainer.batch_size"] == 1024
+    assert pruned.user_attrs["pruned"] == "pruned after epoch 1"
+    run = runs(stores)[0].get_run(pruned.user_attrs["mlflow_run_id"])
+    assert run.info.status == "KILLED"
+    assert main(args + ["study.pruner=none", "study.name=unpruned"] + stores) == 0
+    assert states(load(stores, "unpruned")) == ["COMPLETE", "COMPLETE"]
+
+
+def test_a_killed_study_resumes_to_its_target_with_no_running_leftovers(tmp_path, stores):
+    args = [sys.executable, "-m", "bench.run", "study=smoke", "trainer.epochs=40", *stores]
+    proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        try:
+            trials = load(stores).get_trials()
+        except KeyError:
+            continue
+        if any(t.state == TrialState.COMPLETE for t in trials) and any(
+            t.state == TrialState.RUNNING and "mlflow_run_id" in t.user_attrs for t in trials
+        ):
+            break
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed = [t for t in load(stores).get_trials() if t.state == TrialState.RUNNING]
+    assert len(killed) == 1
+
+    done = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    study = load(stores)
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert sorted(t.params["model.z_dim"] for t in complete) == [2, 4, 8]
+    (failed,) = [t for t in study.trials if t.state == TrialState.FAIL]
+    assert failed.number == killed[0].number and "died" in failed.user_attrs["fail_reason"]
+    retry = [t for t in complete if t.user_attrs.get("retry_of") == failed.number]
+    assert len(retry) == 1 and retry[0].params == failed.params
+    client, parents, children = runs(stores)
+    assert [p.info.status for p in parents] == ["FINISHED"]
+    assert sorted(c.info.status for c in children) == ["FAILED", "FINISHED", "FINISHED", "FINISHED"]
+    assert client.get_run(failed.user_attrs["mlflow_run_id"]).info.status == "FAILED"
+
+
+def test_sigterm_fails_the_trial_kills_its_run_and_a_rerun_completes(tmp_path, stores):
+    args = [sys.executable, "-m", "bench.run", "study=smoke", "trainer.epochs=40", *stores]
+    proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        try:
+            if any("mlflow_run_id" in t.user_attrs for t in load(stores).get_trials()):
+                break
+        except KeyError:
+            continue
+    started = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) != 0 and time.monotonic() - started < 10
+    (failed,) = [t for t in load(stores).get_trials() if t.state == TrialState.FAIL]
+    assert failed.user_attrs["fail_reason"] == "interrupted"
+    client, (parent,), _ = runs(stores)
+    assert client.get_run(failed.user_attrs["mlflow_run_id"]).info.status == "KILLED"
+    assert parent.info.status == "KILLED"
+
+    assert subprocess.run(args, cwd=tmp_path, capture_output=True, timeout=600).returncode == 0
+    study = load(stores)
+    assert sorted(
+        t.params["model.z_dim"] for t in study.trials if t.state == TrialState.COMPLETE
+    ) == [2, 4, 8]
+    _, parents, children = runs(stores)
+    assert [p.info.status for p in parents] == ["FINISHED"]
+    assert "RUNNING" not in {c.info.status for c in children}
