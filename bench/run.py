@@ -7,17 +7,16 @@ an Optuna study of such runs. Overrides are Hydra's: choose a config group with
 `storage=postgresql://...`. The defaults:
 """
 
-import logging
-import os
-import signal
 import sys
+from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 from bench import tracking
+from bench.cli import run_command
 from bench.config import load_config
-from bench.errors import BenchError
 from bench.job import run_job
+from bench.report import write_report
 from bench.study import StudyResult, run_study, safe_url
 from bench.summary import best_trials_table
 
@@ -47,29 +46,14 @@ def main(argv: list[str] | None = None) -> int:
     if {"-h", "--help"} & set(args):
         print(__doc__ + OmegaConf.to_yaml(load_config([])))
         return 0
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
-    signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        cfg = load_config(args)
-        if cfg.get("study") is not None:
-            _print_study(cfg, run_study(cfg, args, progress_flag(cfg)))
-        else:
-            _print_run(cfg, *run_single(cfg))
-    except BenchError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: the running MLflow run was marked KILLED", file=sys.stderr)
-        return 130
-    except Exception as e:
-        if os.environ.get("VAE_BENCH_DEBUG"):
-            raise
-        print(
-            f"error: {type(e).__name__}: {e} (VAE_BENCH_DEBUG=1 shows the traceback)",
-            file=sys.stderr,
-        )
-        return 1
-    return 0
+    return run_command(lambda: _run(load_config(args), args))
+
+
+def _run(cfg: DictConfig, args: list[str]) -> None:
+    if cfg.get("study") is not None:
+        _print_study(cfg, run_study(cfg, args, progress_flag(cfg)), write_report(cfg))
+    else:
+        _print_run(cfg, *run_single(cfg))
 
 
 def _print_run(cfg: DictConfig, run_id: str, metrics: dict[str, float]) -> None:
@@ -80,15 +64,12 @@ def _print_run(cfg: DictConfig, run_id: str, metrics: dict[str, float]) -> None:
             print(f"  test/{key:<16} {metrics[f'test/{key}']:10.3f}")
 
 
-def _print_study(cfg: DictConfig, result: StudyResult) -> None:
+def _print_study(cfg: DictConfig, result: StudyResult, report: Path) -> None:
     print(best_trials_table(result.study))
     uri = tracking.tracking_uri(cfg.tracking_uri)
     print(f"optuna: study {result.study.study_name!r} in {safe_url(result.storage)}")
     print(f"mlflow: parent run {result.parent_run_id} (one child run per trial) at {uri}")
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt(signal.Signals(signum).name)
+    print(f"report: {report}")
 
 
 def progress_flag(cfg: DictConfig) -> bool | None:

@@ -8,6 +8,7 @@ parameters are queued again.
 
 import os
 import socket
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -36,9 +37,16 @@ from bench.space import (
 )
 
 LOCATION_KEYS = (
-    "tracking_uri", "storage", "experiment", "progress", "study.n_trials",
-    "data.root", "data.download", "data.system_dirs", "trainer.device",
-)  # fmt: skip
+    "tracking_uri",
+    "storage",
+    "experiment",
+    "progress",
+    "study.n_trials",
+    "data.root",
+    "data.download",
+    "data.system_dirs",
+    "trainer.device",
+)
 NEEDS_LIKELIHOOD = ("nll", "neg_elbo")
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
 
@@ -61,12 +69,18 @@ def run_study(cfg: DictConfig, overrides: list[str], progress: bool | None = Non
     parent = _parent_run(client, study, cfg)
     experiment = client.get_run(parent).info.experiment_id
     base = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in space]
-    bar = tqdm(total=target, initial=min(finished(study), target), desc=study.study_name,
-               unit="trial", disable=None if progress is None else not progress)  # fmt: skip
+    bar = tqdm(
+        total=target,
+        initial=min(finished(study), target),
+        desc=study.study_name,
+        unit="trial",
+        disable=None if progress is None else not progress,
+    )
     try:
         while finished(study) < target:
             line = _run_trial(study, space, base, client, experiment, parent)
             bar.write(line)
+            sys.stdout.flush()
             bar.update(min(finished(study), target) - bar.n)
     except KeyboardInterrupt:
         client.set_terminated(parent, RunStatus.to_string(RunStatus.KILLED))
@@ -271,8 +285,10 @@ def _parent_run(client: MlflowClient, study: optuna.Study, cfg: DictConfig) -> s
 
 def _finish_parent(client: MlflowClient, parent: str, study: optuna.Study) -> None:
     trials = study.get_trials(deepcopy=False)
-    counts = {f"trials_{s.name.lower()}": sum(t.state == s for t in trials)
-              for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}  # fmt: skip
+    counts = {
+        f"trials_{s.name.lower()}": sum(t.state == s for t in trials)
+        for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    }
     summary: dict[str, Any] = dict(counts)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     if complete:

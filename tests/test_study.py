@@ -9,13 +9,16 @@ import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
+from bench.report import main as report_main
 from bench.run import main
 
 
 @pytest.fixture
 def stores(tmp_path):
-    return [f"tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
-            f"storage=sqlite:///{tmp_path / 'optuna.db'}"]  # fmt: skip
+    return [
+        f"tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
+        f"storage=sqlite:///{tmp_path / 'optuna.db'}",
+    ]
 
 
 def load(stores, name="smoke-digits"):
@@ -95,9 +98,14 @@ def test_a_diverging_trial_fails_with_its_reason_and_the_study_goes_on(stores, c
 def test_pruned_trials_are_visible_as_pruned(stores):
     # batch 1024 takes 2 steps an epoch on digits, batch 16 takes 79: after one epoch it is far
     # behind. sampler_seed=1 makes the grid run batch 16 first, so the pruner has a median.
-    args = ["study=smoke", "study.space.model.z_dim=[4]", "study.sampler_seed=1",
-            "+study.space.trainer.batch_size=[16,1024]",
-            "study.pruner_startup_trials=1", "study.pruner_warmup_epochs=0"]  # fmt: skip
+    args = [
+        "study=smoke",
+        "study.space.model.z_dim=[4]",
+        "study.sampler_seed=1",
+        "+study.space.trainer.batch_size=[16,1024]",
+        "study.pruner_startup_trials=1",
+        "study.pruner_warmup_epochs=0",
+    ]
     assert main(args + stores) == 0
     study = load(stores)
     assert study.trials[0].params["trainer.batch_size"] == 16, "premise: seeded grid order"
@@ -129,6 +137,10 @@ def test_a_killed_study_resumes_to_its_target_with_no_running_leftovers(tmp_path
     proc.wait()
     killed = [t for t in load(stores).get_trials() if t.state == TrialState.RUNNING]
     assert len(killed) == 1
+    report = ["study=smoke", "trainer.epochs=40", stores[0], f"report_dir={tmp_path / 'r'}"]
+    assert report_main(report) == 0  # a report of what has finished so far
+    text = (tmp_path / "r" / "smoke-digits" / "README.md").read_text()
+    assert "1 trial(s) still running" in text and "| **best** |" in text
 
     done = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr

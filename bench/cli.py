@@ -1,0 +1,36 @@
+"""How every command ends: one `error:` line and a non-zero exit, never a bare traceback."""
+
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable
+
+
+def run_command(command: Callable[[], None]) -> int:
+    """0 on success; 2 for bad input or a clear failure, 130 when interrupted, 1 otherwise."""
+    from bench.errors import BenchError
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        command()
+    except BenchError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: the running MLflow run was marked KILLED", file=sys.stderr)
+        return 130
+    except Exception as e:
+        if os.environ.get("VAE_BENCH_DEBUG"):
+            raise
+        print(
+            f"error: {type(e).__name__}: {e} (VAE_BENCH_DEBUG=1 shows the traceback)",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)

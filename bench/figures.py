@@ -1,0 +1,80 @@
+"""The report's seaborn figures; every one is FIGSIZE at DPI, so its pixel size is known."""
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+FIGSIZE, DPI = (6.4, 4.0), 100
+PIXELS = (int(FIGSIZE[0] * DPI), int(FIGSIZE[1] * DPI))
+
+
+def _save(fig: plt.Figure, path: Path) -> Path:
+    fig.savefig(path, dpi=DPI, metadata={"Software": None})
+    plt.close(fig)
+    return path
+
+
+def _axes() -> tuple[plt.Figure, plt.Axes]:
+    sns.set_theme(style="whitegrid")
+    return plt.subplots(figsize=FIGSIZE, layout="constrained")
+
+
+def _x_scale(ax: plt.Axes, values: pd.Series) -> None:
+    numeric = pd.to_numeric(values, errors="coerce")
+    if numeric.notna().all() and numeric.min() > 0 and numeric.max() / numeric.min() >= 10:
+        ax.set_xscale("log")
+
+
+def bound(table: pd.DataFrame, x: str, path: Path) -> Path:
+    """nll (solid) and -ELBO (dashed) against the swept parameter, a colour per variant."""
+    ids = list(dict.fromkeys([x, "variant"]))
+    long = table.melt(id_vars=ids, value_vars=["nll", "neg_elbo"], var_name="bound")
+    long = long.dropna(subset=["value"]).replace({"bound": {"neg_elbo": "-ELBO"}})
+    fig, ax = _axes()
+    sns.lineplot(long, x=x, y="value", hue="variant", style="bound", markers=True, ax=ax)
+    _x_scale(ax, long[x])
+    ax.set(ylabel="nats per example (test)", title="importance-weighted nll and -ELBO")
+    return _save(fig, path)
+
+
+def gap(table: pd.DataFrame, x: str, path: Path) -> Path:
+    fig, ax = _axes()
+    sns.lineplot(
+        table.dropna(subset=["bound_gap"]), x=x, y="bound_gap", hue="variant", marker="o", ax=ax
+    )
+    _x_scale(ax, table[x])
+    ax.set(ylabel="-ELBO - nll (nats)", title="gap between the ELBO and the IW bound")
+    return _save(fig, path)
+
+
+def rate_distortion(table: pd.DataFrame, path: Path) -> Path:
+    fig, ax = _axes()
+    sns.scatterplot(table.dropna(subset=["kl"]), x="kl", y="recon", hue="variant", s=50, ax=ax)
+    ax.set(
+        xlabel="rate: KL (nats)", ylabel="distortion: recon (nats)", title="rate-distortion plane"
+    )
+    return _save(fig, path)
+
+
+def active_units(table: pd.DataFrame, path: Path) -> Path:
+    fig, ax = _axes()
+    sns.scatterplot(table, x="z_dim", y="active_units", hue="variant", s=50, ax=ax)
+    top = float(pd.to_numeric(table["z_dim"]).max())
+    ax.plot([0, top], [0, top], color="grey", linestyle=":", label="all active")
+    ax.set(xlabel="z_dim", ylabel="active units (Var E_q[z] > 0.01)", title="active units")
+    return _save(fig, path)
+
+
+def learning_curves(curves: pd.DataFrame, path: Path) -> Path:
+    """Validation -ELBO per epoch, a line per run, coloured by `label`."""
+    fig, ax = _axes()
+    sns.lineplot(
+        curves, x="epoch", y="val_neg_elbo", hue="label", units="run", estimator=None, ax=ax
+    )
+    ax.set(ylabel="validation -ELBO (nats)", title="learning curves")
+    return _save(fig, path)

@@ -1,0 +1,28 @@
+"""Published reference numbers (bench/references.yaml) and how a run's setup differs from them."""
+
+from importlib.resources import files
+from typing import Any
+
+import yaml
+
+COMPARED = ("binarize", "likelihood", "n_hidden", "h_dim", "z_dim", "k", "epochs")
+
+
+def references() -> list[dict[str, Any]]:
+    return yaml.safe_load(files("bench").joinpath("references.yaml").read_text())
+
+
+def matching(dataset: str, binarize: str) -> list[dict[str, Any]]:
+    return [r for r in references() if r["dataset"] == dataset and r["binarize"] == binarize]
+
+
+def differences(reference: dict[str, Any], run: dict[str, Any]) -> list[str]:
+    """'key: ours vs theirs' for every compared setting that differs (or is unknown)."""
+    out = []
+    for key in COMPARED:
+        theirs, ours = reference.get(key), run.get(key)
+        if theirs is None:
+            out.append(f"{key}: ours {ours}, theirs not recorded")
+        elif str(theirs) != str(ours):
+            out.append(f"{key}: ours {ours} vs {theirs}")
+    return out

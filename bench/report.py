@@ -1,0 +1,387 @@
+"""python -m bench.report study=NAME [data=...]: reports/<study name>/README.md from MLflow.
+
+Reads the study's runs back with `mlflow.search_runs`, so any tracking URI works (a server too).
+Regenerating from the same runs writes the same report.
+"""
+
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig
+
+from bench import figures, tracking
+from bench.cli import run_command
+from bench.config import load_config
+from bench.errors import BenchError
+from bench.references import differences, matching
+from bench.study_runs import StudyRuns, load_study_runs
+
+SETUP = {
+    "variant": "params.model.name",
+    "z_dim": "params.model.z_dim",
+    "h_dim": "params.model.h_dim",
+    "likelihood": "params.model.likelihood",
+    "output_variance": "params.model.output_variance",
+    "epochs": "params.trainer.epochs",
+    "k": "params.eval.k",
+    "n_hidden": "params.model.n_hidden",
+}
+METRICS = {
+    "recon": "metrics.test/recon",
+    "kl": "metrics.test/kl",
+    "neg_elbo": "metrics.test/neg_elbo",
+    "nll": "metrics.test/nll",
+    "bound_gap": "metrics.test/bound_gap",
+    "bits_per_dim": "metrics.test/bits_per_dim",
+    "active_units": "metrics.test/active_units",
+    "train_seconds": "metrics.train_seconds",
+    "samples_per_s": "metrics.train_samples_per_s",
+}
+HEADERS = {
+    "recon": "recon",
+    "kl": "KL",
+    "neg_elbo": "−ELBO",
+    "nll": "nll",
+    "bound_gap": "gap",
+    "bits_per_dim": "bits/dim",
+    "active_units": "AU",
+    "train_seconds": "train s",
+    "samples_per_s": "samples/s",
+}
+ALIASES = {
+    "model": "variant",
+    "model.z_dim": "z_dim",
+    "model.h_dim": "h_dim",
+    "model.output_variance": "output_variance",
+    "trainer.seed": "seed",
+}
+DECIMALS = {"active_units": 1, "train_seconds": 1, "samples_per_s": 0}
+GRIDS = {
+    "samples.png": "best_samples.png",
+    "reconstructions.png": "best_reconstructions.png",
+    "class_samples.png": "best_class_samples.png",
+}
+
+
+def run_table(study: StudyRuns) -> pd.DataFrame:
+    """One row per finished run: its setup (numbers parsed), swept keys, test metrics."""
+    runs = study.finished
+    table = pd.DataFrame({"trial": pd.to_numeric(runs["tags.trial"]), "run_id": runs["run_id"]})
+    for name, column in SETUP.items():
+        table[name] = runs.get(column)
+    table["seed"] = runs["params.trainer.seed"]
+    for key in study.swept():
+        if key not in ALIASES:
+            table[key] = runs.get(f"params.{key}")
+    for name, column in METRICS.items():
+        table[name] = pd.to_numeric(runs.get(column), errors="coerce")
+    for name in table.columns.drop(["variant", "likelihood", "run_id"]):
+        table[name] = _numeric_if_possible(table[name])
+    table.loc[table["likelihood"] != "gaussian", "output_variance"] = np.nan
+    return table.sort_values(["nll", "recon", "trial"], na_position="last").reset_index(drop=True)
+
+
+def aggregate(table: pd.DataFrame, study: StudyRuns) -> pd.DataFrame:
+    """Runs that differ only in trainer.seed become one row: mean, std and n of each metric."""
+    keys = [*SETUP, *(k for k in study.swept() if k not in ALIASES)]
+    grouped = table.groupby(keys, dropna=False, sort=False)
+    out = grouped[list(METRICS)].mean()
+    for name in METRICS:
+        out[f"{name}_std"] = grouped[name].std()
+    out["n"] = grouped.size()
+    out["trials"] = grouped["trial"].apply(lambda t: ", ".join(str(int(v)) for v in sorted(t)))
+    out["best_run_id"] = grouped.apply(
+        lambda g: g.sort_values(["nll", "recon"]).iloc[0]["run_id"], include_groups=False
+    )
+    out = out.reset_index()
+    return out.sort_values(["nll", "recon"], na_position="last").reset_index(drop=True)
+
+
+def write_report(cfg: DictConfig) -> Path:
+    if cfg.get("study") is None:
+        raise BenchError("say which study: python -m bench.report study=NAME")
+    uri = tracking.tracking_uri(cfg.tracking_uri)
+    study = load_study_runs(uri, cfg.study.name)
+    out = Path(cfg.report_dir) / cfg.study.name
+    out.mkdir(parents=True, exist_ok=True)
+    table = run_table(study)
+    rows = aggregate(table, study) if len(table) else table
+    figure_names = _figures(study, table, rows, out) if len(table) else []
+    text = _markdown(study, uri, table, rows, figure_names)
+    (out / "README.md").write_text(text)
+    return out / "README.md"
+
+
+def _markdown(
+    study: StudyRuns, uri: str, table: pd.DataFrame, rows: pd.DataFrame, names: list[str]
+) -> str:
+    runs = study.runs
+    counts = ", ".join(
+        f"{n} {s.lower()}" for s, n in runs["status"].value_counts().sort_index().items()
+    )
+    first = study.finished.iloc[0] if len(table) else study.parent
+    dataset = f"{first.get('params.data.name')} (binarize={first.get('params.data.binarize')})"
+    swept = ", ".join(f"`{k}`" for k in study.swept()) or "nothing"
+    lines = [
+        f"# Study `{study.name}`",
+        "",
+        f"Generated by `python -m bench.report` from the MLflow runs at `{uri}` (parent run "
+        f"`{study.parent['run_id']}`). Data: {dataset}. Swept: {swept}. "
+        f"Trials: {counts or 'none yet'}.",
+    ]
+    if len(study.running):
+        lines += [
+            "",
+            f"{len(study.running)} trial(s) still running: this report shows what has finished.",
+        ]
+    lines += ["", "## How close to the bound", "", closeness(rows, study), ""]
+    lines += [
+        "## Runs",
+        "",
+        "Test split, nats per example; replicated seeds as mean ± std (n).",
+        "",
+    ]
+    lines += results_table(rows, study) if len(rows) else ["No finished trials yet."]
+    lines += ["", "## Failed and pruned trials", "", *stopped_list(study)]
+    lines += ["", "## Published references", "", *reference_lines(rows, first)]
+    if names:
+        lines += ["", "## Figures", ""] + [f"![{n}]({n})" for n in names]
+    return "\n".join(lines) + "\n"
+
+
+def results_table(rows: pd.DataFrame, study: StudyRuns) -> list[str]:
+    extra = [k for k in study.swept() if k not in ALIASES]
+    setup = ["variant", "z_dim", "h_dim", "likelihood", "σ²", "epochs", *extra]
+    header = ["", "trials", *setup, *[_metric_header(m, rows) for m in METRICS], "n"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    best = _best_index(rows)
+    for i, row in rows.iterrows():
+        cells = [
+            "**best**" if i == best else "",
+            row["trials"],
+            row["variant"],
+            _int(row["z_dim"]),
+            _int(row["h_dim"]),
+            row["likelihood"],
+            _num(row["output_variance"], 4),
+            _int(row["epochs"]),
+            *[str(row[k]) for k in extra],
+        ]
+        cells += [_cell(row, m) for m in METRICS] + [str(int(row["n"]))]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def closeness(rows: pd.DataFrame, study: StudyRuns) -> str:
+    bounded = rows.dropna(subset=["nll"])
+    if bounded.empty:
+        return (
+            "No finished run has a likelihood bound yet "
+            "(an `ae` has none: it is ranked by reconstruction)."
+        )
+    best = bounded.loc[bounded["nll"].idxmin()]
+    tight = bounded.loc[bounded["bound_gap"].idxmin()]
+    k = _int(best["k"])
+    text = (
+        f"The best bound is {_label(best, study)}: nll {best['nll']:.2f} nats "
+        f"(importance-weighted, k={k}), −ELBO {best['neg_elbo']:.2f}, so the ELBO sits "
+        f"{best['bound_gap']:.2f} nats below it."
+    )
+    if tight.name != best.name:
+        text += (
+            f" The tightest ELBO is {_label(tight, study)}'s, {tight['bound_gap']:.2f} nats "
+            f"from its bound (nll {tight['nll']:.2f})."
+        )
+    x = _x_axis(rows, study)
+    if x is not None:
+        for variant, group in bounded.groupby("variant"):
+            text += " " + _trend(variant, group, x)
+    return text
+
+
+def _trend(variant: str, group: pd.DataFrame, x: str) -> str:
+    group = group.dropna(subset=[x]).sort_values(x)
+    if group[x].nunique() < 2:
+        return ""
+    rho = group[x].rank().corr(group["bound_gap"].rank())
+    lo, hi = group.iloc[0], group.iloc[-1]
+    way = "grows" if rho > 0.5 else "shrinks" if rho < -0.5 else "does not move monotonically"
+    return (
+        f"For {variant}, the gap {way} with {x} (Spearman ρ = {rho:.2f}): "
+        f"{lo['bound_gap']:.2f} nats at {x}={_num(lo[x], 4)}, "
+        f"{hi['bound_gap']:.2f} at {x}={_num(hi[x], 4)}; "
+        f"the best nll is at {x}={_num(group.loc[group['nll'].idxmin(), x], 4)}."
+    )
+
+
+def stopped_list(study: StudyRuns) -> list[str]:
+    stopped = study.stopped
+    if stopped.empty:
+        return ["None."]
+    lines = ["| trial | params | status | reason |", "|---|---|---|---|"]
+    for _, run in stopped.sort_values("tags.trial", key=lambda s: pd.to_numeric(s)).iterrows():
+        params = " ".join(f"{k}={run.get(f'params.{k}')}" for k in study.swept())
+        reason = (
+            run.get("tags.failure_reason")
+            if run["status"] == "FAILED"
+            else run.get("tags.killed_reason")
+        )
+        reason = "no reason recorded" if pd.isna(reason) else str(reason).replace("|", "/")
+        status = "PRUNED" if reason.startswith("pruned") else run["status"]
+        lines.append(f"| {run['tags.trial']} | {params} | {status} | {reason} |")
+    return lines
+
+
+def reference_lines(rows: pd.DataFrame, first: pd.Series) -> list[str]:
+    dataset, binarize = first.get("params.data.name"), first.get("params.data.binarize")
+    refs = matching(dataset, binarize)
+    if not refs:
+        return [
+            f"No published number is recorded for {dataset} with binarize={binarize} "
+            "(bench/references.yaml)."
+        ]
+    bounded = rows.dropna(subset=["nll"])
+    best = bounded.loc[bounded["nll"].idxmin()] if len(bounded) else None
+    lines = []
+    for ref in refs:
+        lines.append(
+            f"- **{ref['nll']:.2f} nats**: {ref['source']}; {ref['model']}, {ref['dataset']} "
+            f"(binarize={ref['binarize']}), k={ref['k']}."
+        )
+        if best is not None:
+            ours = {
+                "binarize": binarize,
+                "likelihood": best["likelihood"],
+                "n_hidden": _int(best["n_hidden"]),
+                "h_dim": _int(best["h_dim"]),
+                "z_dim": _int(best["z_dim"]),
+                "k": _int(best["k"]),
+                "epochs": _int(best["epochs"]),
+            }
+            diff = "; ".join(differences(ref, ours)) or "none"
+            lines.append(f"  Our best here: {best['nll']:.2f} nats. Setup differences: {diff}.")
+    return lines
+
+
+def _figures(study: StudyRuns, table: pd.DataFrame, rows: pd.DataFrame, out: Path) -> list[str]:
+    x = _x_axis(table, study) or "variant"
+    made = [
+        figures.bound(table, x, out / "bound.png"),
+        figures.gap(table, x, out / "gap.png"),
+        figures.rate_distortion(table, out / "rate_distortion.png"),
+        figures.active_units(table, out / "active_units.png"),
+    ]
+    curves = _curves(table, x)
+    if len(curves):
+        made.append(figures.learning_curves(curves, out / "learning_curves.png"))
+    made += _best_grids(rows.iloc[_best_index(rows)]["best_run_id"], out)
+    return [p.name for p in made]
+
+
+def _curves(table: pd.DataFrame, x: str) -> pd.DataFrame:
+    client = MlflowClient(mlflow.get_tracking_uri())
+    frames = []
+    for _, run in table.sort_values([x, "variant"] if x != "variant" else ["variant"]).iterrows():
+        history = client.get_metric_history(run["run_id"], "val/neg_elbo")
+        label = f"{run['variant']} {x}={_num(run[x], 4)}" if x != "variant" else run["variant"]
+        frames.append(
+            pd.DataFrame(
+                {
+                    "epoch": [m.step for m in history],
+                    "val_neg_elbo": [m.value for m in history],
+                    "run": run["run_id"],
+                    "label": label,
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _best_grids(run_id: str, out: Path) -> list[Path]:
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    names = {a.path for a in MlflowClient(mlflow.get_tracking_uri()).list_artifacts(run_id)}
+    copied = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for source, target in GRIDS.items():
+            if source in names:
+                local = mlflow.artifacts.download_artifacts(
+                    run_id=run_id, artifact_path=source, dst_path=tmp
+                )
+                copied.append(Path(shutil.copyfile(local, out / target)))
+    return copied
+
+
+def _x_axis(table: pd.DataFrame, study: StudyRuns) -> str | None:
+    """The first swept numeric key (as the table names it), or None."""
+    for key in study.swept():
+        name = ALIASES.get(key, key)
+        if name not in ("seed", "variant") and pd.api.types.is_numeric_dtype(table[name]):
+            return name
+    return None
+
+
+def _best_index(rows: pd.DataFrame) -> int:
+    column = "nll" if rows["nll"].notna().any() else "recon"
+    return int(rows[column].idxmin())
+
+
+def _label(row: pd.Series, study: StudyRuns) -> str:
+    names = [ALIASES.get(k, k) for k in study.swept()]
+    settings = ", ".join(f"{n}={_num(row[n], 4)}" for n in names if n not in ("seed", "variant"))
+    return f"{row['variant']} ({settings})" if settings else str(row["variant"])
+
+
+def _metric_header(metric: str, rows: pd.DataFrame) -> str:
+    if metric != "nll":
+        return HEADERS[metric]
+    ks = rows["k"].dropna().unique()
+    return f"nll (k={_int(ks[0])})" if len(ks) == 1 else "nll"
+
+
+def _cell(row: pd.Series, metric: str) -> str:
+    decimals = DECIMALS.get(metric, 2)
+    mean, std = row[metric], row[f"{metric}_std"]
+    if pd.isna(mean):
+        return "n/a"
+    return (
+        _num(mean, decimals) if pd.isna(std) else f"{_num(mean, decimals)} ± {_num(std, decimals)}"
+    )
+
+
+def _num(value: object, decimals: int = 2) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "n/a"
+    if isinstance(value, (int, np.integer)) or (
+        isinstance(value, float) and value.is_integer() and decimals != 2
+    ):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        return f"{value:.{decimals}f}" if decimals != 4 else f"{value:.4g}"
+    return str(value)
+
+
+def _numeric_if_possible(column: pd.Series) -> pd.Series:
+    try:
+        return pd.to_numeric(column)
+    except (ValueError, TypeError):
+        return column
+
+
+def _int(value: object) -> str:
+    return "n/a" if pd.isna(value) else str(int(float(value)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    return run_command(lambda: print(f"report: {write_report(load_config(args))}"))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

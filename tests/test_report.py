@@ -1,0 +1,86 @@
+import re
+import struct
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from bench import figures
+from bench.report import main as report_main
+from bench.run import main as run_main
+
+FAILING = ["study=smoke", "+study.space.trainer.lr=[0.001,1000000.0]"]
+
+
+@pytest.fixture(scope="module")
+def smoke_report(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("report")
+    stores = [
+        f"tracking_uri=sqlite:///{tmp / 'mlflow.db'}",
+        f"storage=sqlite:///{tmp / 'optuna.db'}",
+        f"report_dir={tmp / 'reports'}",
+    ]
+    assert run_main(FAILING + stores) == 0  # the study writes its report at the end
+    return tmp, stores, tmp / "reports" / "smoke-digits"
+
+
+def png_size(path):
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", head[16:24])
+
+
+def table_rows(text):
+    section = text.split("## Runs")[1].split("##")[0]
+    return [line for line in section.splitlines() if line.startswith("| ") and "trials" not in line]
+
+
+def test_report_has_a_row_per_complete_trial_with_mlflow_numbers(smoke_report):
+    tmp, _, out = smoke_report
+    text = (out / "README.md").read_text()
+    client = MlflowClient(f"sqlite:///{tmp / 'mlflow.db'}")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    finished = [r for r in runs if r.info.status == "FINISHED" and "trial" in r.data.tags]
+    rows = table_rows(text)
+    assert len(finished) == 3 and len(rows) == 3
+    for run in finished:
+        (row,) = [r for r in rows if r.split("|")[2].strip() == run.data.tags["trial"]]
+        m = run.data.metrics
+        for key in ("test/recon", "test/kl", "test/neg_elbo", "test/nll", "test/bound_gap"):
+            assert f" {m[key]:.2f} " in row, (key, row)
+        assert f" {m['test/active_units']:.0f} " in row
+    best = min(finished, key=lambda r: r.data.metrics["test/nll"])
+    assert rows[0].startswith("| **best** | " + best.data.tags["trial"] + " |")
+    assert "nll (k=20)" in text and "The best bound is vae" in text
+
+
+def test_failed_trial_is_listed_with_its_reason(smoke_report):
+    text = (smoke_report[2] / "README.md").read_text()
+    failures = text.split("## Failed and pruned trials")[1].split("##")[0]
+    assert len(re.findall(r"\| FAILED \| .*diverged in epoch 1", failures)) == 3
+    assert "trainer.lr=1000000.0" in failures
+
+
+def test_figures_are_pngs_of_the_expected_size(smoke_report):
+    out = smoke_report[2]
+    text = (out / "README.md").read_text()
+    for name in ("bound", "gap", "rate_distortion", "active_units", "learning_curves"):
+        assert f"![{name}.png]({name}.png)" in text
+        assert png_size(out / f"{name}.png") == figures.PIXELS
+    for name in ("best_samples.png", "best_reconstructions.png"):
+        assert f"({name})" in text and png_size(out / name)[0] > 0
+
+
+def test_regenerating_is_idempotent(smoke_report):
+    tmp, stores, out = smoke_report
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert report_main(["study=smoke", *FAILING[1:], *stores]) == 0
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_missing_study_and_unreachable_server_are_one_line(tmp_path, capsys):
+    assert report_main(["study=smoke", f"tracking_uri=sqlite:///{tmp_path / 'none.db'}"]) == 2
+    assert report_main(["study=smoke", "tracking_uri=http://127.0.0.1:9"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("error: no study named 'smoke-digits'")
+    assert err[1].startswith("error: tracking server http://127.0.0.1:9 is unreachable")
+    assert report_main([f"tracking_uri=sqlite:///{tmp_path / 'none.db'}"]) == 2
