@@ -17,8 +17,9 @@ from bench.cli import run_command
 from bench.config import load_config
 from bench.job import run_job
 from bench.report import write_report
-from bench.study import StudyResult, run_study, safe_url
+from bench.study import StudyResult, run_study
 from bench.summary import best_trials_table
+from bench.workers import safe_url
 
 SHOWN = (
     "recon",

@@ -1,14 +1,16 @@
 """Optuna studies over the one-run job: a parent MLflow run per study, a child per trial.
 
-Rerunning the same command resumes: finished trials are kept and the study goes on to its
-target. A trial is finished when it is COMPLETE, PRUNED, or FAIL for a reason of its own
-(diverged, bad config). A trial cut short (Ctrl-C, SIGTERM, a dead worker) is FAIL too, and its
-parameters are queued again.
+Rerunning the same command resumes, and any number of workers may run it at once against one
+storage: finished trials are kept and the study goes on to exactly its target. A trial is
+finished when it is COMPLETE, PRUNED, or FAIL for a reason of its own (diverged, bad config).
+A trial cut short (Ctrl-C, SIGTERM, a worker gone: dead pid on this host, or no heartbeat) is
+FAIL too, its MLflow run ends KILLED or FAILED, and its parameters are queued again.
 """
 
 import os
 import socket
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,8 +20,8 @@ from mlflow.entities import RunStatus
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
+from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
-from sqlalchemy.engine import make_url
 from tqdm import tqdm
 
 from bench import tracking
@@ -35,6 +37,14 @@ from bench.space import (
     search_space,
     suggest,
 )
+from bench.workers import (
+    RETRY,
+    heartbeat,
+    heartbeat_warnings_off,
+    open_storage,
+    safe_url,
+    study_lock,
+)
 
 LOCATION_KEYS = (
     "tracking_uri",
@@ -42,6 +52,8 @@ LOCATION_KEYS = (
     "experiment",
     "progress",
     "study.n_trials",
+    "study.heartbeat_seconds",
+    "study.grace_seconds",
     "data.root",
     "data.download",
     "data.system_dirs",
@@ -59,16 +71,36 @@ class StudyResult:
     target: int
 
 
+@dataclass
+class Worker:
+    """What a worker needs to run trials of one study."""
+
+    study: optuna.Study
+    storage: RDBStorage
+    url: str
+    client: MlflowClient
+    experiment: str
+    parent: str
+    space: Space
+    base: list[str]
+    heartbeat_seconds: int
+
+
 def run_study(cfg: DictConfig, overrides: list[str], progress: bool | None = None) -> StudyResult:
     space = search_space(cfg.study)
     target = _target(cfg.study, space)
     client = tracking.connect(cfg.tracking_uri)
-    storage = storage_url(cfg.storage)
-    study = open_study(cfg, space, storage)
-    _fail_dead_local_trials(study, client)
-    parent = _parent_run(client, study, cfg)
-    experiment = client.get_run(parent).info.experiment_id
+    url = storage_url(cfg.storage)
+    spec = cfg.study
+    storage = open_storage(url, spec.heartbeat_seconds, spec.grace_seconds, LostTrial(client))
+    with study_lock(url, spec.name):  # one creator of tables, study and parent run
+        study = open_study(cfg, space, storage, url)
+        parent = _parent_run(client, study, cfg)
     base = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in space]
+    experiment = client.get_run(parent).info.experiment_id
+    worker = Worker(
+        study, storage, url, client, experiment, parent, space, base, spec.heartbeat_seconds
+    )
     bar = tqdm(
         total=target,
         initial=min(finished(study), target),
@@ -77,33 +109,64 @@ def run_study(cfg: DictConfig, overrides: list[str], progress: bool | None = Non
         disable=None if progress is None else not progress,
     )
     try:
-        while finished(study) < target:
-            line = _run_trial(study, space, base, client, experiment, parent)
-            bar.write(line)
-            sys.stdout.flush()
-            bar.update(min(finished(study), target) - bar.n)
+        _work(worker, target, bar)
     except KeyboardInterrupt:
         client.set_terminated(parent, RunStatus.to_string(RunStatus.KILLED))
         raise
     finally:
         bar.close()
     _finish_parent(client, parent, study)
-    return StudyResult(study, storage, parent, target)
+    return StudyResult(study, url, parent, target)
+
+
+def _work(worker: Worker, target: int, bar: tqdm) -> None:
+    """Run trials until the study has `target` finished ones, waiting on other workers' trials."""
+    while True:
+        trial = _claim(worker, target)
+        if trial is not None:
+            bar.write(_run_trial(worker, trial))
+            sys.stdout.flush()
+        elif finished(worker.study) >= target:
+            return
+        else:
+            time.sleep(worker.heartbeat_seconds)
+        bar.update(min(finished(worker.study), target) - bar.n)
+
+
+def _claim(worker: Worker, target: int) -> optuna.Trial | None:
+    """A new trial when finished and running ones leave room for it (atomic across workers)."""
+    study = worker.study
+    with study_lock(worker.url, study.study_name), heartbeat_warnings_off():
+        optuna.storages.fail_stale_trials(study)
+        _fail_dead_local_trials(study, worker.client)
+        trials = study.get_trials(deepcopy=False)
+        running = sum(t.state == TrialState.RUNNING for t in trials)
+        if finished(study) + running >= target:
+            return None
+        trial = study.ask()
+        trial.set_user_attr("worker", WORKER)
+        return trial
+
+
+class LostTrial:
+    """Optuna's stale-trial callback: the trial's worker stopped beating. End its MLflow run
+    FAILED with the reason (the FAIL trial itself is frozen), then queue its parameters again."""
+
+    def __init__(self, client: MlflowClient):
+        self.client = client
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        reason = f"worker {trial.user_attrs.get('worker', '?')} lost: no heartbeat"
+        end_run(self.client, trial.user_attrs.get("mlflow_run_id"), reason)
+        RETRY(study, trial)
 
 
 def storage_url(configured: str | None) -> str:
     return str(configured) if configured else f"sqlite:///{os.path.abspath('optuna.db')}"
 
 
-def safe_url(url: str) -> str:
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return url.split("@")[-1]
-
-
-def open_study(cfg: DictConfig, space: Space, storage: str) -> optuna.Study:
-    """Create the study (before any trial runs) or load it; refuse another config's study."""
+def open_study(cfg: DictConfig, space: Space, storage: RDBStorage, url: str) -> optuna.Study:
+    """Create the study or load it; refuse another config's study under the same name."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         study = optuna.create_study(
@@ -118,14 +181,14 @@ def open_study(cfg: DictConfig, space: Space, storage: str) -> optuna.Study:
         raise
     except Exception as e:
         reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise BenchError(f"cannot open Optuna storage {safe_url(storage)}: {reason}") from None
+        raise BenchError(f"cannot open Optuna storage {safe_url(url)}: {reason}") from None
     fingerprint = study_fingerprint(cfg)
     stored = study.user_attrs.get("config")
     if stored is None:
         study.set_user_attr("config", fingerprint)
     elif stored != fingerprint:
         raise BenchError(
-            f"study {cfg.study.name!r} in {safe_url(storage)} was made with another config "
+            f"study {cfg.study.name!r} in {safe_url(url)} was made with another config "
             f"({_differences(stored, fingerprint)}): set study.name=NEW to start another"
         )
     return study
@@ -144,13 +207,14 @@ def study_fingerprint(cfg: DictConfig) -> dict[str, str]:
 
 
 def finished(study: optuna.Study) -> int:
-    return sum(_is_finished(t) for t in study.get_trials(deepcopy=False))
-
-
-def _is_finished(trial: FrozenTrial) -> bool:
-    if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
-        return True
-    return trial.state == TrialState.FAIL and not trial.user_attrs.get("retried", False)
+    """COMPLETE, PRUNED, and FAIL trials whose parameters were not queued again."""
+    trials = study.get_trials(deepcopy=False)
+    retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+    return sum(
+        t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+        or (t.state == TrialState.FAIL and t.number not in retried)
+        for t in trials
+    )
 
 
 def _target(spec: DictConfig, space: Space) -> int:
@@ -169,28 +233,22 @@ def objective_metric(cfg: DictConfig, stochastic: bool) -> str:
     return f"val/{wanted}" if stochastic or wanted == "recon" else "val/recon"
 
 
-def _run_trial(
-    study: optuna.Study,
-    space: Space,
-    base: list[str],
-    client: MlflowClient,
-    experiment: str,
-    parent: str,
-) -> str:
-    """Ask, run and tell one trial; returns its one-line summary."""
-    trial = study.ask()
-    trial.set_user_attr("worker", WORKER)
-    params = suggest(trial, space)
+def _run_trial(worker: Worker, trial: optuna.Trial) -> str:
+    """Run and tell one claimed trial; returns its one-line summary."""
+    study, client = worker.study, worker.client
+    params = suggest(trial, worker.space)
     label = f"trial {trial.number} {' '.join(as_overrides(params))}"
     try:
-        cfg = load_config(base + as_overrides(params))
+        cfg = load_config(worker.base + as_overrides(params))
         stochastic = cfg.model.name != "ae"
         objective = objective_metric(cfg, stochastic)
         trial.set_user_attr("objective", objective)
         tags = {"study": study.study_name, "trial": str(trial.number)}
-        with tracking.tracked_run(
-            client, experiment, f"trial-{trial.number}", tags, parent
-        ) as run_id:
+        name = f"trial-{trial.number}"
+        with (
+            heartbeat(worker.storage, trial._trial_id, worker.heartbeat_seconds),
+            tracking.tracked_run(client, worker.experiment, name, tags, worker.parent) as run_id,
+        ):
             trial.set_user_attr("mlflow_run_id", run_id)
             on_epoch = _pruning(trial, "val/neg_elbo" if stochastic else "val/recon")
             metrics = run_job(cfg, client, run_id, progress=False, on_epoch=on_epoch, validate=True)
@@ -227,10 +285,10 @@ def fail_trial(
     """FAIL with its reason; with `retry`, its parameters are queued to run again."""
     handle = trial if isinstance(trial, optuna.Trial) else optuna.Trial(study, trial._trial_id)
     handle.set_user_attr("fail_reason", reason)
-    if retry:
-        handle.set_user_attr("retried", True)
-        study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
     study.tell(trial.number, state=TrialState.FAIL)
+    if retry:
+        (frozen,) = [t for t in study.get_trials(deepcopy=False) if t.number == trial.number]
+        RETRY(study, frozen)
 
 
 def _fail_dead_local_trials(study: optuna.Study, client: MlflowClient) -> None:

@@ -29,7 +29,7 @@ def test_digits_splits_are_disjoint_and_fixed():
 def test_binarization_modes():
     dynamic = load(config("data.binarize=dynamic").data)
     g = torch.Generator().manual_seed(0)
-    first, second = dynamic.train_x(g), dynamic.train_x(g)
+    first, second = dynamic.train_x(g).float(), dynamic.train_x(g).float()
     assert set(first.unique().tolist()) <= {0.0, 1.0}
     assert not torch.equal(first, second)
     assert abs(first.mean() - dynamic.grey(dynamic.train.levels).mean()) < 0.01

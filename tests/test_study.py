@@ -149,7 +149,7 @@ def test_a_killed_study_resumes_to_its_target_with_no_running_leftovers(tmp_path
     assert sorted(t.params["model.z_dim"] for t in complete) == [2, 4, 8]
     (failed,) = [t for t in study.trials if t.state == TrialState.FAIL]
     assert failed.number == killed[0].number and "died" in failed.user_attrs["fail_reason"]
-    retry = [t for t in complete if t.user_attrs.get("retry_of") == failed.number]
+    retry = [t for t in complete if failed.number in t.system_attrs.get("retry_history", [])]
     assert len(retry) == 1 and retry[0].params == failed.params
     client, parents, children = runs(stores)
     assert [p.info.status for p in parents] == ["FINISHED"]

@@ -1,0 +1,103 @@
+"""What lets many worker processes share one study: storage, a study-wide lock, heartbeats.
+
+The lock makes "count the trials, then start one" atomic across workers, so a study stops at
+exactly its target (Optuna's MaxTrialsCallback can overshoot by workers - 1). PostgreSQL (and
+any server database) gets an advisory lock; SQLite, which lives on one machine, a file lock.
+"""
+
+import fcntl
+import hashlib
+import threading
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+
+import optuna
+import sqlalchemy
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+
+from bench.errors import BenchError
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    RETRY = RetryHeartbeatStaleTrialCallback()
+
+
+def safe_url(url: str) -> str:
+    try:
+        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url.split("@")[-1]
+
+
+def open_storage(
+    url: str, heartbeat_seconds: int, grace_seconds: int, on_stale: Callable[..., None]
+) -> RDBStorage:
+    """RDB storage with heartbeats; `on_stale(study, trial)` runs for each trial whose worker
+    stopped beating for `grace_seconds`, after Optuna marked it FAIL."""
+    try:
+        with heartbeat_warnings_off():
+            return RDBStorage(
+                url,
+                heartbeat_interval=heartbeat_seconds,
+                grace_period=grace_seconds,
+                heartbeat_stale_trial_callback=on_stale,
+            )
+    except Exception as e:
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise BenchError(f"cannot open Optuna storage {safe_url(url)}: {reason}") from None
+
+
+@contextmanager
+def heartbeat_warnings_off() -> Iterator[None]:
+    """Optuna warns that heartbeats are meant for Study.optimize; this loop beats for itself."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        warnings.filterwarnings("ignore", "Heartbeat of storage is supposed", UserWarning)
+        yield
+
+
+@contextmanager
+def study_lock(url: str, study: str) -> Iterator[None]:
+    if url.startswith("sqlite:///"):
+        with open(url.removeprefix("sqlite:///") + ".lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            yield
+        return
+    key = int.from_bytes(hashlib.sha256(study.encode()).digest()[:8], "big", signed=True)
+    with _engine(url).connect() as connection:
+        if connection.dialect.name != "postgresql":
+            raise BenchError(f"many workers need PostgreSQL or SQLite storage, not {safe_url(url)}")
+        connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": key})
+        try:
+            yield
+        finally:
+            connection.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+
+
+@lru_cache(maxsize=4)
+def _engine(url: str) -> sqlalchemy.Engine:
+    return sqlalchemy.create_engine(url, pool_size=1, pool_pre_ping=True)
+
+
+@contextmanager
+def heartbeat(storage: RDBStorage, trial_id: int, seconds: float) -> Iterator[None]:
+    """Record the trial's heartbeat every `seconds` while it runs."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(seconds):
+            try:
+                storage.record_heartbeat(trial_id)
+            except Exception:  # a missed beat only risks a retry of this trial elsewhere
+                pass
+
+    storage.record_heartbeat(trial_id)
+    thread = threading.Thread(target=beat, name=f"heartbeat-{trial_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
