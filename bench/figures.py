@@ -36,7 +36,9 @@ def bound(table: pd.DataFrame, x: str, path: Path) -> Path:
     long = table.melt(id_vars=ids, value_vars=["nll", "neg_elbo"], var_name="bound")
     long = long.dropna(subset=["value"]).replace({"bound": {"neg_elbo": "-ELBO"}})
     fig, ax = _axes()
-    sns.lineplot(long, x=x, y="value", hue="variant", style="bound", markers=True, ax=ax)
+    sns.lineplot(
+        long, x=x, y="value", hue="variant", style="bound", markers=True, errorbar=None, ax=ax
+    )
     _x_scale(ax, long[x])
     ax.set(ylabel="nats per example (test)", title="importance-weighted nll and -ELBO")
     return _save(fig, path)
@@ -44,9 +46,8 @@ def bound(table: pd.DataFrame, x: str, path: Path) -> Path:
 
 def gap(table: pd.DataFrame, x: str, path: Path) -> Path:
     fig, ax = _axes()
-    sns.lineplot(
-        table.dropna(subset=["bound_gap"]), x=x, y="bound_gap", hue="variant", marker="o", ax=ax
-    )
+    data = table.dropna(subset=["bound_gap"])
+    sns.lineplot(data, x=x, y="bound_gap", hue="variant", marker="o", errorbar=None, ax=ax)
     _x_scale(ax, table[x])
     ax.set(ylabel="-ELBO - nll (nats)", title="gap between the ELBO and the IW bound")
     return _save(fig, path)

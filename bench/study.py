@@ -92,10 +92,11 @@ def run_study(cfg: DictConfig, overrides: list[str], progress: bool | None = Non
     client = tracking.connect(cfg.tracking_uri)
     url = storage_url(cfg.storage)
     spec = cfg.study
-    storage = open_storage(url, spec.heartbeat_seconds, spec.grace_seconds, LostTrial(client))
     with study_lock(url, spec.name):  # one creator of tables, study and parent run
+        storage = open_storage(url, spec.heartbeat_seconds, spec.grace_seconds, LostTrial(client))
         study = open_study(cfg, space, storage, url)
         parent = _parent_run(client, study, cfg)
+        _close_orphan_runs(study, client)
     base = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in space]
     experiment = client.get_run(parent).info.experiment_id
     worker = Worker(
@@ -122,6 +123,7 @@ def run_study(cfg: DictConfig, overrides: list[str], progress: bool | None = Non
 def _work(worker: Worker, target: int, bar: tqdm) -> None:
     """Run trials until the study has `target` finished ones, waiting on other workers' trials."""
     while True:
+        tracking.check_reachable(worker.client.tracking_uri)
         trial = _claim(worker, target)
         if trial is not None:
             bar.write(_run_trial(worker, trial))
@@ -261,7 +263,8 @@ def _run_trial(worker: Worker, trial: optuna.Trial) -> str:
         raise
     except Exception as e:
         reason = str(e) if isinstance(e, BenchError) else f"{type(e).__name__}: {e}"
-        fail_trial(study, trial, reason)
+        # MLflow failing (server gone past its retries) is not the trial's fault: run it again
+        fail_trial(study, trial, reason, retry=isinstance(e, MlflowException))
         return f"{label}: FAIL ({reason})"
     for name, value in metrics.items():
         trial.set_user_attr(name, value)
@@ -299,6 +302,13 @@ def _fail_dead_local_trials(study: optuna.Study, client: MlflowClient) -> None:
             continue
         fail_trial(study, trial, f"worker {host}:{pid} died", retry=True)
         end_run(client, trial.user_attrs.get("mlflow_run_id"), f"worker {host}:{pid} died")
+
+
+def _close_orphan_runs(study: optuna.Study, client: MlflowClient) -> None:
+    """FAIL trials whose MLflow run could not be ended then (tracking was down): end it now."""
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
+        reason = trial.user_attrs.get("fail_reason", "trial failed")
+        end_run(client, trial.user_attrs.get("mlflow_run_id"), reason)
 
 
 def end_run(client: MlflowClient, run_id: str | None, reason: str) -> None:

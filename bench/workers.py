@@ -61,19 +61,34 @@ def heartbeat_warnings_off() -> Iterator[None]:
 @contextmanager
 def study_lock(url: str, study: str) -> Iterator[None]:
     if url.startswith("sqlite:///"):
-        with open(url.removeprefix("sqlite:///") + ".lock", "a") as handle:
+        path = url.removeprefix("sqlite:///") + ".lock"
+        try:
+            handle = open(path, "a")  # noqa: SIM115  (closed by the with below)
+        except OSError as e:
+            raise BenchError(f"cannot open Optuna storage {url}: {e.strerror} ({path})") from None
+        with handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             yield
         return
     key = int.from_bytes(hashlib.sha256(study.encode()).digest()[:8], "big", signed=True)
-    with _engine(url).connect() as connection:
-        if connection.dialect.name != "postgresql":
-            raise BenchError(f"many workers need PostgreSQL or SQLite storage, not {safe_url(url)}")
+    with _connect(url) as connection:
         connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": key})
         try:
             yield
         finally:
             connection.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+
+
+def _connect(url: str) -> sqlalchemy.Connection:
+    try:
+        connection = _engine(url).connect()
+    except Exception as e:
+        reason = (str(getattr(e, "orig", None) or e).strip().splitlines() or [type(e).__name__])[0]
+        raise BenchError(f"cannot open Optuna storage {safe_url(url)}: {reason}") from None
+    if connection.dialect.name != "postgresql":
+        connection.close()
+        raise BenchError(f"studies need PostgreSQL or SQLite storage, not {safe_url(url)}")
+    return connection
 
 
 @lru_cache(maxsize=4)

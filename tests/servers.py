@@ -1,0 +1,128 @@
+"""Real PostgreSQL and MLflow servers on 127.0.0.1 for the tests, stopped by process id."""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+PASSWORD = "s3cret-pw"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def postgres_bin() -> Path:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+    if not found:
+        raise RuntimeError(
+            "PostgreSQL is not installed: apt-get install -y postgresql (.ci/run does)"
+        )
+    return found[-1].parent
+
+
+@contextmanager
+def postgres() -> Iterator[str]:
+    """A fresh cluster (initdb, ~1.5 s); yields its URL with user `bench` and a password."""
+    bindir = postgres_bin()
+    root = Path(tempfile.mkdtemp(prefix="vae-bench-pg-"))
+    as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    if as_user:
+        shutil.chown(root, "postgres")
+    port = free_port()
+    pid = None
+    try:
+        (root / "pw").write_text(PASSWORD)
+        if as_user:
+            shutil.chown(root / "pw", "postgres")
+        run = lambda *a: subprocess.run([*as_user, *a], check=True, capture_output=True)  # noqa: E731
+        run(
+            bindir / "initdb",
+            "-D",
+            root / "data",
+            "-U",
+            "bench",
+            f"--pwfile={root / 'pw'}",
+            "--auth=scram-sha-256",
+            "-N",
+            "-E",
+            "UTF8",
+        )
+        options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
+        run(
+            bindir / "pg_ctl", "-D", root / "data", "-o", options, "-l", root / "log", "-w", "start"
+        )
+        pid = int((root / "data" / "postmaster.pid").read_text().splitlines()[0])
+        yield f"postgresql://bench:{PASSWORD}@127.0.0.1:{port}/postgres"
+    finally:
+        if pid is not None:
+            _stop(pid, signal.SIGINT)  # fast shutdown
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@contextmanager
+def mlflow_server(backend: str, artifacts: Path) -> Iterator[str]:
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        backend,
+        "--artifacts-destination",
+        str(artifacts),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
+    proc = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while not _answers(f"{uri}/health"):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"mlflow server did not start (exit code {proc.poll()})")
+            time.sleep(0.5)
+        yield uri
+    finally:
+        _stop(proc.pid, signal.SIGTERM, group=True)
+        proc.wait(timeout=30)
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def _stop(pid: int, sig: int, group: bool = False, timeout: float = 30) -> None:
+    try:
+        os.killpg(pid, sig) if group else os.kill(pid, sig)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    os.killpg(pid, signal.SIGKILL) if group else os.kill(pid, signal.SIGKILL)
