@@ -44,3 +44,21 @@ def write_mnist_like(
 @pytest.fixture
 def tracking_uri(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+def wait_for_trials(storage: str, predicate, study: str = "smoke-digits", timeout: float = 300):
+    """Poll the study (which may not exist yet) until `predicate(trials)`; its trials."""
+    import time
+
+    import optuna
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        try:
+            trials = optuna.load_study(study_name=study, storage=storage).get_trials()
+        except KeyError:
+            continue
+        if predicate(trials):
+            return trials
+    raise AssertionError(f"timed out waiting on the trials of {study}")

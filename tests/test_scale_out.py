@@ -15,10 +15,11 @@ from optuna.trial import TrialState
 from bench.run import main
 from bench.space import AskTellGridSampler
 from bench.workers import open_storage
+from tests.conftest import wait_for_trials
 from tests.servers import PASSWORD, mlflow_server, postgres
 
 GRID = [2, 3, 4, 5, 6, 8]
-FAST = ["study.heartbeat_seconds=1", "study.grace_seconds=4"]
+FAST = ["study.heartbeat_seconds=1", "study.grace_seconds=4", "study.pruner=none"]
 
 
 @pytest.fixture
@@ -81,24 +82,19 @@ def test_three_workers_share_one_grid_study_exactly(tmp_path, pg, server):
 def test_a_killed_worker_loses_nothing(tmp_path, pg, server):
     grid = ["study.space.model.z_dim=[2,4,6,8]", "trainer.epochs=40"]
     first, second = worker(tmp_path, pg, server, *grid), worker(tmp_path, pg, server, *grid)
-    victim = None
-    deadline = time.monotonic() + 300
-    while victim is None and time.monotonic() < deadline:
-        time.sleep(0.5)
-        try:
-            running = optuna.load_study(study_name="smoke-digits", storage=pg).get_trials(
-                states=(TrialState.RUNNING,)
-            )
-        except KeyError:
-            continue
-        pids = {first.pid, second.pid}
-        for trial in running:
-            pid = int(trial.user_attrs.get("worker", "x:0").rsplit(":", 1)[1])
-            if pid in pids and "mlflow_run_id" in trial.user_attrs:
-                victim = (pid, trial)
-                break
-    assert victim is not None
-    pid, killed = victim
+    pids = {first.pid, second.pid}
+
+    def claimed_by_a_worker(trials):
+        return [
+            t
+            for t in trials
+            if t.state == TrialState.RUNNING
+            and "mlflow_run_id" in t.user_attrs
+            and int(t.user_attrs["worker"].rsplit(":", 1)[1]) in pids
+        ]
+
+    killed = claimed_by_a_worker(wait_for_trials(pg, claimed_by_a_worker))[0]
+    pid = int(killed.user_attrs["worker"].rsplit(":", 1)[1])
     os.kill(pid, signal.SIGKILL)
     survivor = second if pid == first.pid else first
     (first if pid == first.pid else second).wait()
@@ -126,15 +122,7 @@ def test_a_killed_worker_loses_nothing(tmp_path, pg, server):
 def test_sigterm_on_postgres_fails_the_trial_and_a_rerun_completes(tmp_path, pg):
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
     proc = worker(tmp_path, pg, tracking, "trainer.epochs=40")
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        time.sleep(0.5)
-        try:
-            trials = optuna.load_study(study_name="smoke-digits", storage=pg).trials
-        except KeyError:
-            continue
-        if any("mlflow_run_id" in t.user_attrs for t in trials):
-            break
+    wait_for_trials(pg, lambda trials: any("mlflow_run_id" in t.user_attrs for t in trials))
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) != 0
     study = optuna.load_study(study_name="smoke-digits", storage=pg)
@@ -185,18 +173,16 @@ def test_tracking_server_lost_mid_trial_loses_no_finished_trial(tmp_path, pg):
         proc = subprocess.Popen(
             args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            time.sleep(0.5)
-            try:
-                trials = optuna.load_study(study_name="smoke-digits", storage=pg).trials
-            except KeyError:
-                continue
-            done = [t for t in trials if t.state == TrialState.COMPLETE]
-            if done and any(
-                t.state == TrialState.RUNNING and "mlflow_run_id" in t.user_attrs for t in trials
-            ):
-                break
+        wait_for_trials(
+            pg,
+            lambda trials: (
+                any(t.state == TrialState.COMPLETE for t in trials)
+                and any(
+                    t.state == TrialState.RUNNING and "mlflow_run_id" in t.user_attrs
+                    for t in trials
+                )
+            ),
+        )
     # the server is gone now, mid-trial
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 2 and err.strip().splitlines()[-1].startswith(

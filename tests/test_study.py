@@ -11,6 +11,7 @@ from optuna.trial import TrialState
 
 from bench.report import main as report_main
 from bench.run import main
+from tests.conftest import wait_for_trials
 
 
 @pytest.fixture
@@ -122,17 +123,15 @@ def test_pruned_trials_are_visible_as_pruned(stores):
 def test_a_killed_study_resumes_to_its_target_with_no_running_leftovers(tmp_path, stores):
     args = [sys.executable, "-m", "bench.run", "study=smoke", "trainer.epochs=40", *stores]
     proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        time.sleep(0.5)
-        try:
-            trials = load(stores).get_trials()
-        except KeyError:
-            continue
-        if any(t.state == TrialState.COMPLETE for t in trials) and any(
-            t.state == TrialState.RUNNING and "mlflow_run_id" in t.user_attrs for t in trials
-        ):
-            break
+    wait_for_trials(
+        stores[1].split("=", 1)[1],
+        lambda trials: (
+            any(t.state == TrialState.COMPLETE for t in trials)
+            and any(
+                t.state == TrialState.RUNNING and "mlflow_run_id" in t.user_attrs for t in trials
+            )
+        ),
+    )
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     killed = [t for t in load(stores).get_trials() if t.state == TrialState.RUNNING]
@@ -160,14 +159,9 @@ def test_a_killed_study_resumes_to_its_target_with_no_running_leftovers(tmp_path
 def test_sigterm_fails_the_trial_kills_its_run_and_a_rerun_completes(tmp_path, stores):
     args = [sys.executable, "-m", "bench.run", "study=smoke", "trainer.epochs=40", *stores]
     proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        time.sleep(0.5)
-        try:
-            if any("mlflow_run_id" in t.user_attrs for t in load(stores).get_trials()):
-                break
-        except KeyError:
-            continue
+    wait_for_trials(
+        stores[1].split("=", 1)[1], lambda ts: any("mlflow_run_id" in t.user_attrs for t in ts)
+    )
     started = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) != 0 and time.monotonic() - started < 10
