@@ -41,6 +41,12 @@ def write_mnist_like(
     return arrays
 
 
+@pytest.fixture(autouse=True)
+def _run_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Default stores and reports (./mlflow.db, ./optuna.db, ./reports) land in the test's tmp."""
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture
 def tracking_uri(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'mlflow.db'}"
