@@ -73,10 +73,6 @@ class Dataset:
     def _generator(self, stream: int) -> torch.Generator:
         return torch.Generator(self.train.levels.device).manual_seed(self.seed * 1000 + stream)
 
-    def grey(self, levels: torch.Tensor) -> torch.Tensor:
-        """Pixels in [0, 1]."""
-        return levels.float() / (self.n_levels - 1)
-
     def transform(self, levels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Binary draws as bool (1 byte a pixel; batches become float when taken) or floats."""
         if self.binarize == "none":

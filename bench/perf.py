@@ -27,7 +27,7 @@ from bench.config import load_config
 from bench.data import TORCHVISION_CLASSES, Dataset, load
 from bench.evaluate import elbo_parts, iw_terms
 from bench.job import build_model
-from bench.tracking import PACKAGES, _version
+from bench.tracking import PACKAGES, package_version
 from bench.train import train
 
 
@@ -155,7 +155,7 @@ def _results(args, data: Dataset, rows, evaluator) -> str:
         f"Machine: {cpu}, {torch.get_num_threads()} threads, "
         f"{platform.system()} {platform.machine()}, "
         f"Python {platform.python_version()}; "
-        + ", ".join(f"{p} {_version(p)}" for p in PACKAGES if p != "vae-bench"),
+        + ", ".join(f"{p} {package_version(p)}" for p in PACKAGES if p != "vae-bench"),
         "",
         f"Data: {data.name}, {len(data.train)} training images, dynamically binarized; network "
         "784-400-20, Bernoulli decoder, batch 128, Adam 1e-3. Reference: pytorch/examples' VAE "

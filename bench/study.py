@@ -128,11 +128,12 @@ def _work(worker: Worker, target: int, bar: tqdm) -> None:
         if trial is not None:
             bar.write(_run_trial(worker, trial))
             sys.stdout.flush()
-        elif finished(worker.study) >= target:
-            return
-        else:
+        done = finished(worker.study)
+        bar.update(min(done, target) - bar.n)
+        if trial is None:
+            if done >= target:
+                return
             time.sleep(worker.heartbeat_seconds)
-        bar.update(min(finished(worker.study), target) - bar.n)
 
 
 def _claim(worker: Worker, target: int) -> optuna.Trial | None:

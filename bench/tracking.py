@@ -125,14 +125,14 @@ def set_tags(client: MlflowClient, run_id: str, tags: Mapping[str, str]) -> None
 
 
 def environment_tags() -> dict[str, str]:
-    tags = {f"version.{name}": _version(name) for name in PACKAGES}
+    tags = {f"version.{name}": package_version(name) for name in PACKAGES}
     commit = _git_commit()
     if commit:
         tags["git_commit"] = commit
     return tags
 
 
-def _version(package: str) -> str:
+def package_version(package: str) -> str:
     try:
         return version(package)
     except PackageNotFoundError:

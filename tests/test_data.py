@@ -32,7 +32,7 @@ def test_binarization_modes():
     first, second = dynamic.train_x(g).float(), dynamic.train_x(g).float()
     assert set(first.unique().tolist()) <= {0.0, 1.0}
     assert not torch.equal(first, second)
-    assert abs(first.mean() - dynamic.grey(dynamic.train.levels).mean()) < 0.01
+    assert abs(first.mean() - (dynamic.train.levels.float() / (dynamic.n_levels - 1)).mean()) < 0.01
     static = load(config("data.binarize=static").data)
     assert torch.equal(static.train_x(g), static.train_x(g))
 
