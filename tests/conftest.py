@@ -68,3 +68,10 @@ def wait_for_trials(storage: str, predicate, study: str = "smoke-digits", timeou
         if predicate(trials):
             return trials
     raise AssertionError(f"timed out waiting on the trials of {study}")
+
+
+def running_with_a_run(trials) -> bool:
+    """A trial is mid-run: RUNNING with its MLflow run created (a finished one keeps its id)."""
+    from optuna.trial import TrialState
+
+    return any(t.state == TrialState.RUNNING and "mlflow_run_id" in t.user_attrs for t in trials)

@@ -15,7 +15,7 @@ from optuna.trial import TrialState
 from bench.run import main
 from bench.space import AskTellGridSampler
 from bench.workers import open_storage
-from tests.conftest import wait_for_trials
+from tests.conftest import running_with_a_run, wait_for_trials
 from tests.servers import PASSWORD, mlflow_server, postgres
 
 GRID = [2, 3, 4, 5, 6, 8]
@@ -121,8 +121,8 @@ def test_a_killed_worker_loses_nothing(tmp_path, pg, server):
 
 def test_sigterm_on_postgres_fails_the_trial_and_a_rerun_completes(tmp_path, pg):
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    proc = worker(tmp_path, pg, tracking, "trainer.epochs=40")
-    wait_for_trials(pg, lambda trials: any("mlflow_run_id" in t.user_attrs for t in trials))
+    proc = worker(tmp_path, pg, tracking, "trainer.epochs=120")
+    wait_for_trials(pg, running_with_a_run)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) != 0
     study = optuna.load_study(study_name="smoke-digits", storage=pg)
@@ -130,7 +130,7 @@ def test_sigterm_on_postgres_fails_the_trial_and_a_rerun_completes(tmp_path, pg)
     assert failed.user_attrs["fail_reason"] == "interrupted"
     client = MlflowClient(tracking)
     assert client.get_run(failed.user_attrs["mlflow_run_id"]).info.status == "KILLED"
-    rerun = worker(tmp_path, pg, tracking, "trainer.epochs=40")
+    rerun = worker(tmp_path, pg, tracking, "trainer.epochs=120")
     assert rerun.wait(timeout=600) == 0
     assert complete_z(optuna.load_study(study_name="smoke-digits", storage=pg)) == [2, 4, 8]
 

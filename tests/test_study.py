@@ -11,7 +11,7 @@ from optuna.trial import TrialState
 
 from bench.report import main as report_main
 from bench.run import main
-from tests.conftest import wait_for_trials
+from tests.conftest import running_with_a_run, wait_for_trials
 
 
 @pytest.fixture
@@ -157,11 +157,9 @@ def test_a_killed_study_resumes_to_its_target_with_no_running_leftovers(tmp_path
 
 
 def test_sigterm_fails_the_trial_kills_its_run_and_a_rerun_completes(tmp_path, stores):
-    args = [sys.executable, "-m", "bench.run", "study=smoke", "trainer.epochs=40", *stores]
+    args = [sys.executable, "-m", "bench.run", "study=smoke", "trainer.epochs=120", *stores]
     proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    wait_for_trials(
-        stores[1].split("=", 1)[1], lambda ts: any("mlflow_run_id" in t.user_attrs for t in ts)
-    )
+    wait_for_trials(stores[1].split("=", 1)[1], running_with_a_run)
     started = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) != 0 and time.monotonic() - started < 10
