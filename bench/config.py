@@ -49,6 +49,8 @@ def validate(cfg: DictConfig) -> None:
     _at_least("trainer.batch_size", trainer.batch_size, 1, int)
     _positive("trainer.lr", trainer.lr)
     _at_least("eval.k", cfg.eval.k, 1, int)
+    if cfg.get("study") is not None:
+        _at_least("study.workers", cfg.study.workers, 1, int)
 
 
 def _at_least(name: str, value: object, low: int, kind: type = Real) -> None:

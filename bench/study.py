@@ -28,6 +28,7 @@ from bench import tracking
 from bench.config import load_config
 from bench.errors import BenchError, Pruned
 from bench.job import run_job
+from bench.local_workers import join_helpers, start_helpers
 from bench.space import (
     Space,
     as_overrides,
@@ -54,6 +55,7 @@ LOCATION_KEYS = (
     "study.n_trials",
     "study.heartbeat_seconds",
     "study.grace_seconds",
+    "study.workers",
     "data.root",
     "data.download",
     "data.system_dirs",
@@ -109,13 +111,18 @@ def run_study(cfg: DictConfig, overrides: list[str], progress: bool | None = Non
         unit="trial",
         disable=None if progress is None else not progress,
     )
+    helpers = start_helpers(spec.workers, overrides)
     try:
         _work(worker, target, bar)
-    except KeyboardInterrupt:
-        client.set_terminated(parent, RunStatus.to_string(RunStatus.KILLED))
+    except BaseException as e:
+        join_helpers(helpers, interrupted=True)
+        if isinstance(e, KeyboardInterrupt):
+            client.set_terminated(parent, RunStatus.to_string(RunStatus.KILLED))
         raise
     finally:
         bar.close()
+    for code in join_helpers(helpers, interrupted=False):
+        print(f"warning: a helper worker exited with code {code}", file=sys.stderr)
     _finish_parent(client, parent, study)
     return StudyResult(study, url, parent, target)
 
@@ -369,3 +376,19 @@ def _finish_parent(client: MlflowClient, parent: str, study: optuna.Study) -> No
         client.set_tag(parent, "best_run_id", best.user_attrs.get("mlflow_run_id", ""))
     tracking.log_metrics(client, parent, summary)
     client.set_terminated(parent, RunStatus.to_string(RunStatus.FINISHED))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """python -m bench.study [key=value ...]: join the study as one more worker; no report."""
+    from bench.cli import run_command
+
+    args = sys.argv[1:] if argv is None else argv
+
+    def join() -> None:
+        run_study(load_config(args), args, progress=False)
+
+    return run_command(join)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

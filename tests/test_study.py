@@ -177,3 +177,59 @@ def test_sigterm_fails_the_trial_kills_its_run_and_a_rerun_completes(tmp_path, s
     _, parents, children = runs(stores)
     assert [p.info.status for p in parents] == ["FINISHED"]
     assert "RUNNING" not in {c.info.status for c in children}
+
+
+def two_running(trials) -> bool:
+    return (
+        sum(t.state == TrialState.RUNNING and "mlflow_run_id" in t.user_attrs for t in trials) == 2
+    )
+
+
+def test_workers_on_one_machine_share_a_study_exactly(tmp_path, stores):
+    grid = [2, 3, 4, 5, 6, 8]
+    args = [
+        sys.executable,
+        "-m",
+        "bench.run",
+        "study=smoke",
+        "study.workers=2",
+        f"study.space.model.z_dim=[{','.join(map(str, grid))}]",
+        "trainer.epochs=150",
+        "study.pruner=none",
+        *stores,
+    ]
+    done = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "warning" not in done.stderr
+    study = load(stores)
+    assert states(study) == ["COMPLETE"] * len(grid)  # none more than the target
+    assert sorted(t.params["model.z_dim"] for t in study.trials) == grid
+    assert len({t.user_attrs["worker"] for t in study.trials}) == 2
+    assert done.stdout.count(": COMPLETE") == len(grid)  # both workers' lines reach the console
+    _, (parent,), children = runs(stores)
+    assert parent.info.status == "FINISHED" and parent.data.metrics["trials_complete"] == 6
+    assert sorted(c.info.status for c in children) == ["FINISHED"] * len(grid)
+
+
+def test_sigterm_stops_every_local_worker_and_loses_nothing(tmp_path, stores):
+    args = [
+        sys.executable,
+        "-m",
+        "bench.run",
+        "study=smoke",
+        "study.workers=2",
+        "trainer.epochs=400",
+        *stores,
+    ]
+    proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    wait_for_trials(stores[1].split("=", 1)[1], two_running)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 130
+    study = load(stores)
+    assert "RUNNING" not in states(study)
+    failed = study.get_trials(states=(TrialState.FAIL,))
+    interrupted = [t for t in failed if t.user_attrs["fail_reason"] == "interrupted"]
+    assert len(interrupted) == 2 and len({t.user_attrs["worker"] for t in interrupted}) == 2
+    _, _, children = runs(stores)
+    assert "RUNNING" not in {c.info.status for c in children}
+    assert subprocess.run(["pgrep", "-f", "bench.study"], capture_output=True).returncode == 1
