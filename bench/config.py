@@ -11,6 +11,7 @@ from bench.errors import BenchError
 from models import variant_names
 
 LIKELIHOODS = ("bernoulli", "gaussian")
+COMPILE_SETTINGS = ("auto", "none", "default", "reduce-overhead", "max-autotune")
 
 
 def load_config(overrides: list[str], config_name: str = "config") -> DictConfig:
@@ -49,6 +50,12 @@ def validate(cfg: DictConfig) -> None:
     _at_least("trainer.batch_size", trainer.batch_size, 1, int)
     _positive("trainer.lr", trainer.lr)
     _at_least("eval.k", cfg.eval.k, 1, int)
+    if cfg.eval.rows_per_chunk != "auto":
+        _at_least("eval.rows_per_chunk", cfg.eval.rows_per_chunk, 1, int)
+    if trainer.compile not in COMPILE_SETTINGS:
+        raise BenchError(
+            f"trainer.compile must be one of {', '.join(COMPILE_SETTINGS)}, got {trainer.compile!r}"
+        )
     if cfg.get("study") is not None:
         _at_least("study.workers", cfg.study.workers, 1, int)
 

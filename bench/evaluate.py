@@ -24,6 +24,12 @@ def log_weights(
     return log_px_z + log_normal_std(z) - log_qz, log_px_z
 
 
+def rows_per_chunk(setting: int | str, device: torch.device) -> int:
+    if setting == "auto":
+        return 131072 if device.type == "cuda" else 2048
+    return int(setting)
+
+
 @torch.no_grad()
 def iw_terms(
     model: LatentModel, x: torch.Tensor, y: torch.Tensor | None, k: int, rows_per_chunk: int = 2048

@@ -1,5 +1,6 @@
 """One run: data, model, training, test evaluation, all of it logged to one MLflow run."""
 
+import copy
 import tempfile
 import time
 from pathlib import Path
@@ -11,8 +12,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from bench import images, tracking
 from bench.data import Dataset, load
-from bench.evaluate import evaluate
-from bench.train import EpochCallback, pick_device, train
+from bench.evaluate import evaluate, rows_per_chunk
+from bench.train import EpochCallback, compile_mode, pick_device, steps, train
 from models import build_likelihood, variant
 from models.base import LatentModel
 
@@ -42,6 +43,7 @@ def run_job(
     """
     device = pick_device(cfg.trainer.device)
     data = load(cfg.data, device)
+    cfg = resolved(cfg, device, len(data.train))
     model = build_model(cfg.model, data, cfg.trainer.seed).to(device)
     _log_setup(client, run_id, cfg, data, device)
 
@@ -66,6 +68,14 @@ def run_job(
     tracking.log_metrics(client, run_id, results, step=cfg.trainer.epochs)
     _log_artifacts(client, run_id, cfg, model, data)
     return results
+
+
+def resolved(cfg: DictConfig, device: torch.device, n_train: int) -> DictConfig:
+    """A copy with the `auto` settings that depend on the device made explicit (and logged)."""
+    cfg = copy.deepcopy(cfg)
+    cfg.trainer.compile = compile_mode(cfg.trainer.compile, device, steps(cfg.trainer, n_train))
+    cfg.eval.rows_per_chunk = rows_per_chunk(cfg.eval.rows_per_chunk, device)
+    return cfg
 
 
 def _log_setup(

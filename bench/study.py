@@ -60,6 +60,8 @@ LOCATION_KEYS = (
     "data.download",
     "data.system_dirs",
     "trainer.device",
+    "trainer.compile",
+    "eval.rows_per_chunk",
 )
 NEEDS_LIKELIHOOD = ("nll", "neg_elbo")
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
@@ -211,7 +213,7 @@ def _differences(old: dict[str, str], new: dict[str, str], shown: int = 3) -> st
 
 
 def study_fingerprint(cfg: DictConfig) -> dict[str, str]:
-    """The resolved config without what says only where things run or are stored."""
+    """The resolved config without what says only where or how things run or are stored."""
     flat = tracking.flatten(OmegaConf.to_container(cfg, resolve=True))
     return {k: v for k, v in flat.items() if not k.startswith(LOCATION_KEYS)}
 

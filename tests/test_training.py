@@ -1,4 +1,5 @@
 import pytest
+import torch
 
 from bench.data import load
 from bench.evaluate import evaluate
@@ -59,3 +60,37 @@ def test_same_seed_same_metrics(name):
 def test_divergence_stops_with_a_clear_failure():
     with pytest.raises(DivergedError, match="diverged in epoch 1: non-finite loss"):
         fit("trainer.lr=1e6")
+
+
+def test_compiled_training_step_optimizes_the_same_objective():
+    """torch.compile is opt-in on the CPU (auto leaves it off). The compiled step draws its own
+    noise stream: the same seed gives the same numbers, and the same objective as eager."""
+    assert config().trainer.compile == "auto"
+    _, _, eager = fit("trainer.epochs=3")
+    runs = [fit("trainer.epochs=3", "trainer.compile=default")[2] for _ in range(2)]
+    assert runs[0] == runs[1]
+    for a, b in zip(eager, runs[0], strict=True):
+        assert b["train/neg_elbo"] == pytest.approx(a["train/neg_elbo"], rel=0.01)
+        assert b["val/neg_elbo"] == pytest.approx(a["val/neg_elbo"], rel=0.02)
+
+
+def test_auto_settings_are_resolved_for_the_device_and_logged(tracking_uri):
+    from mlflow.tracking import MlflowClient
+
+    from bench.run import main as run_main
+
+    assert run_main(["trainer.epochs=1", "eval.k=5", f"tracking_uri={tracking_uri}"]) == 0
+    client = MlflowClient(tracking_uri)
+    (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert run.data.params["trainer.compile"] == "none"
+    assert run.data.params["eval.rows_per_chunk"] == "2048"
+
+
+def test_auto_compiles_only_long_gpu_runs():
+    from bench.train import AUTO_COMPILE_MIN_STEPS, compile_mode
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert compile_mode("auto", cpu, 10 * AUTO_COMPILE_MIN_STEPS) == "none"
+    assert compile_mode("auto", cuda, AUTO_COMPILE_MIN_STEPS - 1) == "none"
+    assert compile_mode("auto", cuda, AUTO_COMPILE_MIN_STEPS) == "reduce-overhead"
+    assert compile_mode("default", cpu, 1) == "default"
