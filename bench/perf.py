@@ -25,10 +25,10 @@ from torchvision.utils import save_image
 from bench.cli import run_command
 from bench.config import load_config
 from bench.data import TORCHVISION_CLASSES, Dataset, load
-from bench.evaluate import elbo_parts, iw_terms
+from bench.evaluate import elbo_parts, iw_terms, rows_per_chunk
 from bench.job import build_model
 from bench.tracking import PACKAGES, package_version
-from bench.train import train
+from bench.train import pick_device, train
 
 
 class ReferenceVAE(nn.Module):
@@ -62,17 +62,20 @@ def reference_loss(recon_x, x, mu, logvar):
     return bce + kld
 
 
-def reference_loop(loader: DataLoader, epochs: int, seed: int, out: Path) -> list[float]:
+def reference_loop(
+    loader: DataLoader, epochs: int, seed: int, out: Path, device: torch.device
+) -> list[float]:
     """Mean training loss (nats per example) of each epoch."""
     torch.manual_seed(seed)
     torch.set_flush_denormal(False)  # as the tutorial runs; the harness turns it on for itself
-    model = ReferenceVAE()
+    model = ReferenceVAE().to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     losses = []
     for epoch in range(1, epochs + 1):
         model.train()
         total = 0.0
         for data, _ in loader:
+            data = data.to(device)
             optimizer.zero_grad()
             recon, mu, logvar = model(data)
             loss = reference_loss(recon, data, mu, logvar)
@@ -81,12 +84,12 @@ def reference_loop(loader: DataLoader, epochs: int, seed: int, out: Path) -> lis
             optimizer.step()
         losses.append(total / len(loader.dataset))
         with torch.no_grad():
-            sample = model.decode(torch.randn(64, 20))
+            sample = model.decode(torch.randn(64, 20).to(device)).cpu()
             save_image(sample.view(64, 1, 28, 28), out / f"sample_{epoch}.png")
     return losses
 
 
-def reference_loader(cfg, data: Dataset) -> DataLoader:
+def reference_loader(cfg, data: Dataset, device: torch.device) -> DataLoader:
     """The tutorial's pipeline over exactly the harness's training images."""
     root = Path(str(cfg.data.root)).expanduser()
     binarized = transforms.Compose([transforms.ToTensor(), torch.bernoulli])
@@ -95,51 +98,62 @@ def reference_loader(cfg, data: Dataset) -> DataLoader:
     )
     perm = torch.randperm(len(full), generator=torch.Generator().manual_seed(int(cfg.data.seed)))
     train_ids = perm[int(cfg.data.val_size) :].tolist()
-    return DataLoader(Subset(full, train_ids), batch_size=128, shuffle=True)
+    on_gpu = {"num_workers": 1, "pin_memory": True} if device.type == "cuda" else {}
+    return DataLoader(Subset(full, train_ids), batch_size=128, shuffle=True, **on_gpu)
 
 
 def timed(fn):
+    """(fn(), seconds), with the GPU's queued work finished inside the timing."""
+    synchronize()
     started = time.perf_counter()
     result = fn()
+    synchronize()
     return result, time.perf_counter() - started
+
+
+def synchronize() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
 
 
 def main_benchmark(args: argparse.Namespace) -> None:
     overrides = [f"data={args.data}", f"trainer.epochs={args.epochs}", *args.overrides]
     cfg = load_config(overrides + ([f"data.root={args.root}"] if args.root else []))
-    data = load(cfg.data)
-    loader = reference_loader(cfg, data)
+    device = pick_device(cfg.trainer.device)
+    data = load(cfg.data, device)
+    loader = reference_loader(cfg, data, device)
     samples = args.epochs * len(data.train)
     rows: dict[str, list] = {"reference": [], "harness": []}
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:
-            losses, seconds = timed(partial(reference_loop, loader, args.epochs, seed, Path(tmp)))
+            reference = partial(reference_loop, loader, args.epochs, seed, Path(tmp), device)
+            losses, seconds = timed(reference)
             rows["reference"].append((seed, samples / seconds, losses))
             model, (losses, seconds) = _harness_run(cfg, data, seed)
             rows["harness"].append((seed, samples / seconds, losses))
             for name in rows:
                 _, speed, losses = rows[name][-1]
                 print(f"{name:<9} seed {seed}: {speed:.0f} samples/s {_fmt(losses)}", flush=True)
-    evaluator = _evaluator_timings(model, data, args.k)
+    evaluator = _evaluator_timings(model, data, args.k, rows_per_chunk("auto", device))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(_results(args, data, rows, evaluator))
     print(f"results: {args.out}")
 
 
 def _harness_run(cfg, data: Dataset, seed: int):
-    model = build_model(cfg.model, data, seed)
+    model = build_model(cfg.model, data, seed).to(data.train.levels.device)
     trainer = cfg.trainer.copy()
     trainer.seed = seed
     history, seconds = timed(partial(train, model, data, trainer, progress=False))
     return model, ([h["train/neg_elbo"] for h in history], seconds)
 
 
-def _evaluator_timings(model, data: Dataset, ks: list[int]) -> dict[str, float]:
+def _evaluator_timings(model, data: Dataset, ks: list[int], rows: int) -> dict[str, float]:
     model.eval()
     x, y = data.test_x, data.test.labels
     times = {"-ELBO (1 sample)": timed(lambda: elbo_parts(model, x, y))[1]}
     for k in ks:
-        times[f"IW bound, k={k}"] = timed(partial(iw_terms, model, x, y, k))[1]
+        times[f"IW bound, k={k}"] = timed(partial(iw_terms, model, x, y, k, rows))[1]
         print(f"IW k={k}: {times[f'IW bound, k={k}']:.1f} s", flush=True)
     return times
 
@@ -147,15 +161,11 @@ def _evaluator_timings(model, data: Dataset, ks: list[int]) -> dict[str, float]:
 def _results(args, data: Dataset, rows, evaluator) -> str:
     ref = statistics.median(r[1] for r in rows["reference"])
     ours = statistics.median(r[1] for r in rows["harness"])
-    cpu = _cpu_name()
     lines = [
         "# Benchmark: training loop and evaluator",
         "",
         f"Command: `python -m bench.perf {' '.join(args.argv)}`".rstrip() + "  ",
-        f"Machine: {cpu}, {torch.get_num_threads()} threads, "
-        f"{platform.system()} {platform.machine()}, "
-        f"Python {platform.python_version()}; "
-        + ", ".join(f"{p} {package_version(p)}" for p in PACKAGES if p != "vae-bench"),
+        machine(data.train.levels.device),
         "",
         f"Data: {data.name}, {len(data.train)} training images, dynamically binarized; network "
         "784-400-20, Bernoulli decoder, batch 128, Adam 1e-3. Reference: pytorch/examples' VAE "
@@ -201,6 +211,15 @@ def _results(args, data: Dataset, rows, evaluator) -> str:
 
 def _fmt(losses: list[float]) -> str:
     return "loss " + " ".join(f"{v:.2f}" for v in losses)
+
+
+def machine(device: torch.device) -> str:
+    gpu = f", GPU {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
+    return (
+        f"Machine: {_cpu_name()}, {torch.get_num_threads()} threads{gpu}, "
+        f"{platform.system()} {platform.machine()}, Python {platform.python_version()}; "
+        + ", ".join(f"{p} {package_version(p)}" for p in PACKAGES if p != "vae-bench")
+    )
 
 
 def _cpu_name() -> str:

@@ -3,6 +3,7 @@
 import torch
 
 from bench.perf import ReferenceVAE, main, reference_loss
+from bench.perf_trials import main as trials_main
 from models import Bernoulli, variant
 from tests.conftest import write_mnist_like
 
@@ -34,3 +35,18 @@ def test_benchmark_writes_its_results(tmp_path):
     text = out.read_text()
     assert "| reference |" in text and "| harness |" in text and "| IW bound, k=5 |" in text
     assert "loss epoch 2" in text and "Epoch-2 difference per seed" in text
+
+
+def test_trials_benchmark_runs_the_study_with_one_and_with_two_workers(tmp_path, capsys):
+    out = tmp_path / "TRIALS.md"
+    small = ["trainer.epochs=2", "eval.k=5", "model.h_dim=32"]
+    assert trials_main(["--trials", "2", "--out", str(out), *small]) == 0
+    rows = [
+        line
+        for line in out.read_text().splitlines()
+        if line.startswith("| 1 |") or line.startswith("| 2 |")
+    ]
+    assert len(rows) == 2 and rows[0].startswith("| 1 | 1 |") and rows[0].endswith("| 1.00× |")
+    assert "z_dim=[1,…,2]" in out.read_text()
+    assert trials_main(["--workers", "1"]) == 2
+    assert "--workers must be >= 2" in capsys.readouterr().err

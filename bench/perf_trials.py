@@ -1,0 +1,122 @@
+"""python -m bench.perf_trials: trials/hour of one grid study, one worker against several.
+
+The same study (by default a 16-point z_dim grid, unpruned) runs end to end as the user runs it
+(`python -m bench.run study=zdim ...`, start-up and report included), first with
+`study.workers=1`, then with `study.workers=N` on this machine, alternated when repeated, each in
+fresh stores. Results go to benchmarks/TRIALS.md.
+"""
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from bench.cli import run_command
+from bench.errors import BenchError
+from bench.perf import machine
+from bench.train import pick_device
+
+STUDY_SHOWN = ["study=zdim", "study.space.model.z_dim=[1,…,{trials}]", "study.pruner=none"]
+
+
+def study_command(workers: int, trials: int, folder: Path, overrides: list[str]) -> list[str]:
+    grid = ",".join(str(z) for z in range(1, trials + 1))
+    return [
+        sys.executable,
+        "-m",
+        "bench.run",
+        "study=zdim",
+        f"study.space.model.z_dim=[{grid}]",
+        "study.pruner=none",
+        f"study.workers={workers}",
+        "study.name=perf-trials",
+        f"storage=sqlite:///{folder / 'optuna.db'}",
+        f"tracking_uri=sqlite:///{folder / 'mlflow.db'}",
+        f"report_dir={folder / 'reports'}",
+        "progress=false",
+        *overrides,
+    ]
+
+
+def timed_study(workers: int, trials: int, overrides: list[str]) -> tuple[float, int]:
+    """Wall seconds for the whole study and how many workers took trials; fails unless every
+    trial completed."""
+    with tempfile.TemporaryDirectory() as tmp:
+        command = study_command(workers, trials, Path(tmp), overrides)
+        started = time.perf_counter()
+        done = subprocess.run(command, cwd=tmp, capture_output=True, text=True)
+        seconds = time.perf_counter() - started
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            raise BenchError(f"the study with {workers} worker(s) failed: {last}")
+        storage = f"sqlite:///{Path(tmp) / 'optuna.db'}"
+        study = optuna.load_study(study_name="perf-trials", storage=storage)
+        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if len(complete) != trials:
+            raise BenchError(f"{len(complete)} of {trials} trials completed with {workers} workers")
+        workers_used = len({t.user_attrs["worker"] for t in complete})
+    print(f"{workers} worker(s): {seconds:.1f} s, {workers_used} took trials", flush=True)
+    return seconds, workers_used
+
+
+def run_benchmark(args: argparse.Namespace) -> None:
+    if args.workers < 2:
+        raise BenchError(f"--workers must be >= 2 to compare with one worker, got {args.workers}")
+    seconds: dict[int, list[tuple[float, int]]] = {1: [], args.workers: []}
+    for _ in range(args.repeats):
+        for workers in seconds:
+            seconds[workers].append(timed_study(workers, args.trials, args.overrides))
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(results(args, seconds))
+    print(f"results: {args.out}")
+
+
+def results(args: argparse.Namespace, seconds: dict[int, list[tuple[float, int]]]) -> str:
+    device = pick_device("auto")
+    median = {w: statistics.median(s for s, _ in runs) for w, runs in seconds.items()}
+    used = {w: min(u for _, u in runs) for w, runs in seconds.items()}
+    lines = [
+        "# Benchmark: trials per hour, one worker against several on one machine",
+        "",
+        f"Command: `python -m bench.perf_trials {' '.join(args.argv)}`".rstrip() + "  ",
+        machine(device),
+        "",
+        f"Study: `{' '.join([*STUDY_SHOWN, *args.overrides]).format(trials=args.trials)}`, "
+        "run end to end (start-up and report included), "
+        f"{args.repeats} time(s) for each worker count, alternating; median wall time.",
+        "",
+        "| workers | took trials | wall s | trials/hour | ratio |",
+        "|---|---|---|---|---|",
+    ]
+    for workers, wall in median.items():
+        per_hour = args.trials / wall * 3600
+        ratio = median[1] / wall
+        lines.append(
+            f"| {workers} | {used[workers]} | {wall:.1f} | {per_hour:.0f} | {ratio:.2f}× |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.perf_trials", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--trials", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--out", default="benchmarks/TRIALS.md")
+    parser.add_argument("overrides", nargs="*", help="config overrides, e.g. data=fashion-mnist")
+    raw = sys.argv[1:] if argv is None else argv
+    args = parser.parse_intermixed_args(raw)
+    args.argv = raw
+    return run_command(lambda: run_benchmark(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
