@@ -1,5 +1,6 @@
 """How every command ends: one `error:` line and a non-zero exit, never a bare traceback."""
 
+import argparse
 import logging
 import os
 import signal
@@ -30,6 +31,18 @@ def run_command(command: Callable[[], None]) -> int:
         )
         return 1
     return 0
+
+
+def run_parsed(
+    parser: argparse.ArgumentParser,
+    argv: list[str] | None,
+    command: Callable[[argparse.Namespace], None],
+) -> int:
+    """Parse `argv` (default: the command line; kept as `args.argv`), then `run_command`."""
+    raw = sys.argv[1:] if argv is None else argv
+    args = parser.parse_intermixed_args(raw)
+    args.argv = raw
+    return run_command(lambda: command(args))
 
 
 def _interrupt(signum: int, frame: object) -> None:

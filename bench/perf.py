@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Subset
 from torchvision import datasets, transforms
 from torchvision.utils import save_image
 
-from bench.cli import run_command
+from bench.cli import run_parsed
 from bench.config import load_config
 from bench.data import TORCHVISION_CLASSES, Dataset, load
 from bench.evaluate import elbo_parts, iw_terms, rows_per_chunk
@@ -233,8 +233,6 @@ def _cpu_name() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import sys
-
     parser = argparse.ArgumentParser(
         prog="python -m bench.perf", description=__doc__.splitlines()[0]
     )
@@ -247,10 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "overrides", nargs="*", help="more config overrides, e.g. data.val_size=100"
     )
-    raw = sys.argv[1:] if argv is None else argv
-    args = parser.parse_intermixed_args(raw)
-    args.argv = raw
-    return run_command(lambda: main_benchmark(args))
+    return run_parsed(parser, argv, main_benchmark)
 
 
 if __name__ == "__main__":

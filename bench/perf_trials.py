@@ -17,7 +17,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from bench.cli import run_command
+from bench.cli import run_parsed
 from bench.errors import BenchError
 from bench.perf import machine
 from bench.train import pick_device
@@ -112,10 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--out", default="benchmarks/TRIALS.md")
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. data=fashion-mnist")
-    raw = sys.argv[1:] if argv is None else argv
-    args = parser.parse_intermixed_args(raw)
-    args.argv = raw
-    return run_command(lambda: run_benchmark(args))
+    return run_parsed(parser, argv, run_benchmark)
 
 
 if __name__ == "__main__":

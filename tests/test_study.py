@@ -179,6 +179,10 @@ def test_sigterm_fails_the_trial_kills_its_run_and_a_rerun_completes(tmp_path, s
     assert "RUNNING" not in {c.info.status for c in children}
 
 
+def two_workers(stores, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "bench.run", "study=smoke", "study.workers=2", *extra, *stores]
+
+
 def two_running(trials) -> bool:
     return (
         sum(t.state == TrialState.RUNNING and "mlflow_run_id" in t.user_attrs for t in trials) == 2
@@ -187,17 +191,8 @@ def two_running(trials) -> bool:
 
 def test_workers_on_one_machine_share_a_study_exactly(tmp_path, stores):
     grid = [2, 3, 4, 5, 6, 8]
-    args = [
-        sys.executable,
-        "-m",
-        "bench.run",
-        "study=smoke",
-        "study.workers=2",
-        f"study.space.model.z_dim=[{','.join(map(str, grid))}]",
-        "trainer.epochs=150",
-        "study.pruner=none",
-        *stores,
-    ]
+    grid_args = [f"study.space.model.z_dim=[{','.join(map(str, grid))}]", "study.pruner=none"]
+    args = two_workers(stores, "trainer.epochs=150", *grid_args)
     done = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert "warning" not in done.stderr
@@ -212,15 +207,7 @@ def test_workers_on_one_machine_share_a_study_exactly(tmp_path, stores):
 
 
 def test_sigterm_stops_every_local_worker_and_loses_nothing(tmp_path, stores):
-    args = [
-        sys.executable,
-        "-m",
-        "bench.run",
-        "study=smoke",
-        "study.workers=2",
-        "trainer.epochs=400",
-        *stores,
-    ]
+    args = two_workers(stores, "trainer.epochs=400")
     proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     wait_for_trials(stores[1].split("=", 1)[1], two_running)
     proc.send_signal(signal.SIGTERM)
