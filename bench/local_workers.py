@@ -14,6 +14,8 @@ import time
 
 import torch
 
+from bench.space import override_key
+
 HELPER_EXIT_SECONDS = 60
 HELPER_KEYS = {"study.workers": 1, "progress": "false"}
 
@@ -30,7 +32,7 @@ def start_helpers(workers: int, overrides: list[str]) -> list[subprocess.Popen]:
     threads = cpu_threads(workers)
     torch.set_num_threads(threads)
     env = os.environ | {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    own = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in HELPER_KEYS]
+    own = [o for o in overrides if override_key(o) not in HELPER_KEYS]
     command = [
         sys.executable,
         "-m",

@@ -61,6 +61,11 @@ class AskTellGridSampler(optuna.samplers.GridSampler):
         pass
 
 
+def override_key(override: str) -> str:
+    """The config key a Hydra override sets: `+study.space.x=[1]` -> `study.space.x`."""
+    return override.split("=", 1)[0].lstrip("+~")
+
+
 def build_sampler(study: DictConfig, space: Space) -> optuna.samplers.BaseSampler:
     seed = int(study.sampler_seed)
     if study.sampler == "grid":

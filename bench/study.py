@@ -35,6 +35,7 @@ from bench.space import (
     build_pruner,
     build_sampler,
     grid_size,
+    override_key,
     search_space,
     suggest,
 )
@@ -101,7 +102,7 @@ def run_study(cfg: DictConfig, overrides: list[str], progress: bool | None = Non
         study = open_study(cfg, space, storage, url)
         parent = _parent_run(client, study, cfg)
         _close_orphan_runs(study, client)
-    base = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in space]
+    base = [o for o in overrides if override_key(o) not in space]
     experiment = client.get_run(parent).info.experiment_id
     worker = Worker(
         study, storage, url, client, experiment, parent, space, base, spec.heartbeat_seconds

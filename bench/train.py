@@ -67,7 +67,7 @@ def train(
     device = data.train.levels.device
     loss_parts = compiled(model, compile_mode(cfg.compile, device, steps(cfg, len(data.train))))
     torch.set_flush_denormal(True)  # Adam's moments go subnormal from epoch 2 and slow every step
-    generator = torch.Generator(data.train.levels.device).manual_seed(cfg.seed)
+    generator = torch.Generator(device).manual_seed(cfg.seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=True)
     history = []
     bar = tqdm(range(1, cfg.epochs + 1), desc="train", unit="epoch", disable=_quiet(progress))
