@@ -1,5 +1,6 @@
 """Compose the Hydra config from `key=value` overrides and reject bad input in one line."""
 
+from importlib.resources import files
 from numbers import Real
 
 from hydra import compose, initialize_config_module
@@ -12,19 +13,40 @@ from models import variant_names
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 COMPILE_SETTINGS = ("auto", "none", "default", "reduce-overhead", "max-autotune")
+GROUPS = {"model": "model", "data": "dataset", "study": "study"}  # config group -> what it is
+
+
+def group_options(group: str) -> list[str]:
+    """The choices of a config group: its YAML files, less the shared ones named `_*`."""
+    names = (p.name for p in (files("bench.conf") / group).iterdir())
+    return sorted(n.removesuffix(".yaml") for n in names if n.endswith(".yaml") and n[0] != "_")
 
 
 def load_config(overrides: list[str], config_name: str = "config") -> DictConfig:
+    _check_group_choices(overrides)
     try:
         with initialize_config_module("bench.conf", version_base=None):
             cfg = compose(config_name, overrides=overrides)
     except MissingConfigException as e:
-        choices = f": choose one of {', '.join(e.options)}" if e.options else ""
+        options = [o for o in e.options or [] if not o.startswith("_")]
+        choices = f": choose one of {', '.join(options)}" if options else ""
         raise BenchError(f"{_first_line(e)}{choices}") from None
     except (HydraException, OmegaConfBaseException) as e:
         raise BenchError(_one_line(e)) from None
     validate(cfg)
     return cfg
+
+
+def _check_group_choices(overrides: list[str]) -> None:
+    """`study=nosuch` must not fall back to no study (the study default is optional)."""
+    for override in overrides:
+        key, sep, value = override.partition("=")
+        group = key.lstrip("+")
+        if sep and group in GROUPS and value != "null" and value not in group_options(group):
+            raise BenchError(
+                f"unknown {GROUPS[group]} {value!r}: "
+                f"choose one of {', '.join(group_options(group))}"
+            )
 
 
 def validate(cfg: DictConfig) -> None:

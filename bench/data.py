@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from bench.errors import BenchError
+from bench.idx import read_split
 
 BINARIZE = ("dynamic", "static", "none")
 IDX_FILES = (
@@ -193,12 +194,14 @@ def _torchvision(cfg: Any):
             lines = str(e).strip().splitlines() or [type(e).__name__]
             raise BenchError(_missing(cfg.name, raw, f"download failed: {lines[-1]}")) from None
     try:
-        train, test = cls(root, train=True), cls(root, train=False)
-    except Exception as e:
-        raise BenchError(f"cannot read {cfg.name} IDX files in {raw}: {e}") from None
-    flat = lambda t: t.reshape(len(t), -1).to(torch.uint8)  # noqa: E731
+        train_x, train_y = read_split(raw / IDX_FILES[0], raw / IDX_FILES[1])
+        test_x, test_y = read_split(raw / IDX_FILES[2], raw / IDX_FILES[3])
+    except BenchError as e:
+        raise BenchError(f"{cfg.name}: {e}") from None
     sha = {f: _sha256(raw / f) for f in IDX_FILES}
-    return flat(train.data), train.targets.long(), flat(test.data), test.targets.long(), sha
+    levels = lambda a: torch.from_numpy(a.copy())  # noqa: E731  (IDX arrays are read-only)
+    labels = lambda a: torch.from_numpy(a.astype(np.int64))  # noqa: E731
+    return levels(train_x), labels(train_y), levels(test_x), labels(test_y), sha
 
 
 def _stage_gzipped(raw: Path, sources: list[Path]) -> None:

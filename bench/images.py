@@ -1,5 +1,6 @@
 """Image grids for the run's artifacts: samples, reconstructions, class-conditional samples."""
 
+import math
 from pathlib import Path
 
 import torch
@@ -8,9 +9,13 @@ from torchvision.utils import save_image
 from bench.data import Dataset
 from models.base import LatentModel
 
+MIN_GRID_PIXELS = 256  # small images (8x8 digits) are enlarged until a grid row is this wide
+
 
 def _save(flat: torch.Tensor, data: Dataset, path: Path, nrow: int) -> Path:
     images = flat.clamp(0, 1).reshape(-1, 1, *data.image_shape).float().cpu()
+    scale = math.ceil(MIN_GRID_PIXELS / (nrow * data.image_shape[1]))
+    images = images.repeat_interleave(scale, -2).repeat_interleave(scale, -1)  # nearest
     save_image(images, path, nrow=nrow, padding=1, pad_value=0.5)
     return path
 

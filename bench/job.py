@@ -17,6 +17,8 @@ from bench.train import EpochCallback, compile_mode, pick_device, steps, train
 from models import build_likelihood, variant
 from models.base import LatentModel
 
+EVAL_PREFIX = {"val": "val_eval", "test": "test"}  # keys of the final k-sample evaluation
+
 
 def build_model(cfg: DictConfig, data: Dataset, seed: int) -> LatentModel:
     """The variant `cfg.name`, its weights initialized from `seed`."""
@@ -39,7 +41,8 @@ def run_job(
 ) -> dict[str, float]:
     """Train and evaluate as `cfg` says, logging into `run_id`.
 
-    Returns `test/*` metrics, and with `validate` the same on the validation split as `val/*`.
+    Returns `test/*` metrics, and with `validate` the same evaluation of the validation split
+    as `val_eval/*` (`val/*` are the per-epoch one-sample estimates: one key, one estimator).
     """
     device = pick_device(cfg.trainer.device)
     data = load(cfg.data, device)
@@ -64,7 +67,7 @@ def run_job(
         metrics = evaluate(
             model, data, cfg.eval.k, cfg.eval.rows_per_chunk, cfg.eval.active_units_threshold, split
         )
-        results |= {f"{split}/{name}": value for name, value in metrics.items()}
+        results |= {f"{EVAL_PREFIX[split]}/{name}": value for name, value in metrics.items()}
     tracking.log_metrics(client, run_id, results, step=cfg.trainer.epochs)
     _log_artifacts(client, run_id, cfg, model, data)
     return results

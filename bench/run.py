@@ -16,10 +16,10 @@ from bench import tracking
 from bench.cli import run_command
 from bench.config import load_config
 from bench.job import run_job
-from bench.report import write_report
-from bench.study import StudyResult, run_study
-from bench.summary import best_trials_table
-from bench.workers import safe_url
+from bench.report.markdown import write_report
+from bench.study.loop import StudyResult, run_study
+from bench.study.storage import safe_url
+from bench.study.summary import best_trials_table
 
 SHOWN = (
     "recon",

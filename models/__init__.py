@@ -1,9 +1,18 @@
-"""Model variants, registered by name. Importing this package registers them all."""
+"""Model variants, registered by name. Importing this package imports every module in it, which
+registers each variant: a new variant is one new file here (and its config)."""
 
-from models import ae, cvae, l2reg, vae  # noqa: F401  (registration)
+import importlib
+import pkgutil
+
 from models.base import LatentModel, LossParts, kl_normal
 from models.likelihood import Bernoulli, Gaussian, build_likelihood
 from models.registry import register, variant, variant_names
+
+TOOLKIT = {"base", "likelihood", "nets", "registry"}  # shared parts, not variants
+
+for _module in pkgutil.iter_modules(__path__):
+    if _module.name not in TOOLKIT:
+        importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = [
     "Bernoulli",

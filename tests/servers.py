@@ -66,7 +66,7 @@ def postgres() -> Iterator[str]:
         yield f"postgresql://bench:{PASSWORD}@127.0.0.1:{port}/postgres"
     finally:
         if pid is not None:
-            _stop(pid, signal.SIGINT)  # fast shutdown
+            _stop_daemon(pid, signal.SIGQUIT)  # immediate shutdown: the cluster is thrown away
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -101,8 +101,7 @@ def mlflow_server(backend: str, artifacts: Path) -> Iterator[str]:
             time.sleep(0.5)
         yield uri
     finally:
-        _stop(proc.pid, signal.SIGTERM, group=True)
-        proc.wait(timeout=30)
+        stop_child(proc)
 
 
 def _answers(url: str) -> bool:
@@ -113,9 +112,30 @@ def _answers(url: str) -> bool:
         return False
 
 
-def _stop(pid: int, sig: int, group: bool = False, timeout: float = 30) -> None:
+def stop_child(proc: subprocess.Popen, grace: float = 1) -> None:
+    """SIGTERM to the child's process group, SIGKILL after `grace` seconds. Waits on the child
+    itself: a dead child not yet waited for is a zombie, which kill(pid, 0) finds alive."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(grace)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    proc.wait()
     try:
-        os.killpg(pid, sig) if group else os.kill(pid, sig)
+        os.killpg(proc.pid, signal.SIGKILL)  # what the leader left behind in its group
+    except ProcessLookupError:
+        pass
+
+
+def _stop_daemon(pid: int, sig: int, timeout: float = 30) -> None:
+    """Signal a process that is not our child (pg_ctl daemonized it) and wait until it is gone."""
+    try:
+        os.kill(pid, sig)
     except ProcessLookupError:
         return
     deadline = time.monotonic() + timeout
@@ -124,5 +144,5 @@ def _stop(pid: int, sig: int, group: bool = False, timeout: float = 30) -> None:
             os.kill(pid, 0)
         except ProcessLookupError:
             return
-        time.sleep(0.1)
-    os.killpg(pid, signal.SIGKILL) if group else os.kill(pid, signal.SIGKILL)
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)

@@ -9,6 +9,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from bench.run import main
+from models import variant_names
 
 EPOCH_METRICS = [
     f"{split}/{part}"
@@ -103,8 +104,9 @@ def test_tracking_uri_from_the_environment(tmp_path, monkeypatch):
 
 
 BAD_INPUT = [
-    (["model=nosuch"], "choose one of ae, cvae, l2reg, vae"),
-    (["data=nosuch"], "Could not find 'data/nosuch'"),
+    (["model=nosuch"], f"unknown model 'nosuch': choose one of {', '.join(variant_names())}"),
+    (["data=nosuch"], "unknown dataset 'nosuch': choose one of digits, fashion-mnist,"),
+    (["study=nosuch"], "unknown study 'nosuch': choose one of hdim, smoke, variance,"),
     (["model.z_dim=0"], "model.z_dim must be an integer >= 1"),
     (["model.likelihood=gaussian", "model.output_variance=0"], "model.output_variance must be"),
     (["model.output_variance=-1"], "model.output_variance must be"),
@@ -169,3 +171,21 @@ def test_interrupt_ends_the_run_killed_and_keeps_finished_epochs(tmp_path, track
     (run,) = all_runs(tracking_uri)[1]
     assert run.info.status == "KILLED"
     assert len(client.get_metric_history(run.info.run_id, "val/neg_elbo")) >= 2
+
+
+ENTRY_POINTS = [
+    (["bench.study", "study=nosuch"], 2, "error: unknown study 'nosuch'"),
+    (["bench.report", "study=smoke", "tracking_uri=sqlite:///none.db"], 2, "error: no study named"),
+    (["bench.perf", "--help"], 0, "usage: python -m bench.perf "),
+    (["bench.perf.trials", "--help"], 0, "usage: python -m bench.perf.trials "),
+    (["bench.report.pruning", "--help"], 0, "usage: python -m bench.report.pruning "),
+]
+
+
+@pytest.mark.parametrize("args,code,says", ENTRY_POINTS)
+def test_every_module_entry_point_runs(tmp_path, args, code, says):
+    out = subprocess.run(
+        [sys.executable, "-m", *args], capture_output=True, text=True, cwd=tmp_path, timeout=120
+    )
+    assert out.returncode == code, out.stderr
+    assert (out.stdout + out.stderr).startswith(says)

@@ -8,7 +8,8 @@ import torch
 
 from bench.data import IDX_FILES, load
 from bench.errors import BenchError
-from tests.conftest import config, write_mnist_like
+from bench.run import main
+from tests.conftest import config, write_idx, write_mnist_like
 
 OFFLINE = {"http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9", "no_proxy": ""}
 
@@ -105,3 +106,49 @@ def test_offline_cli_is_one_line(tmp_path, tracking_uri):
     )
     assert out.returncode != 0
     assert out.stderr.startswith("error: kmnist not found in") and out.stderr.count("\n") == 1
+
+
+def truncated(payload: bytes) -> bytes:
+    return payload[:1000]
+
+
+def zeroed(payload: bytes) -> bytes:
+    return bytes(len(payload))
+
+
+def header_only(payload: bytes) -> bytes:
+    return payload[:3]
+
+
+CORRUPT = [
+    (
+        "train-images-idx3-ubyte",
+        truncated,
+        "1000 bytes, but its header (60×28×28 bytes) needs 47056",
+    ),
+    (
+        "train-images-idx3-ubyte",
+        zeroed,
+        "bad magic number 0x00000000, expected 0x00000803 (unsigned bytes, 3 dimensions)",
+    ),
+    ("t10k-labels-idx1-ubyte", header_only, "3 bytes, too short for an IDX header"),
+]
+
+
+@pytest.mark.parametrize("name,corrupt,reason", CORRUPT)
+def test_a_corrupt_idx_file_is_named_with_what_is_wrong(tmp_path, capsys, name, corrupt, reason):
+    raw = tmp_path / "MNIST" / "raw"
+    write_mnist_like(raw)
+    (raw / name).write_bytes(corrupt((raw / name).read_bytes()))
+    args = ["data=mnist", f"data.root={tmp_path}", "data.val_size=10", "data.download=false"]
+    assert main([*args, f"tracking_uri=sqlite:///{tmp_path / 'm.db'}"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: mnist: cannot read IDX file {raw / name}: {reason}\n"
+
+
+def test_labels_that_do_not_match_the_images_are_refused(tmp_path):
+    raw = tmp_path / "MNIST" / "raw"
+    write_mnist_like(raw)
+    write_idx(raw / "train-labels-idx1-ubyte", np.zeros(59))
+    with pytest.raises(BenchError, match="59 labels for the 60 images of train-images-idx3-ubyte"):
+        load(config("data=mnist", f"data.root={tmp_path}", "data.val_size=10").data)

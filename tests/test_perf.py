@@ -2,8 +2,9 @@
 
 import torch
 
-from bench.perf import ReferenceVAE, main, reference_loss
-from bench.perf_trials import main as trials_main
+from bench.perf.loop import main
+from bench.perf.reference import ReferenceVAE, reference_loss
+from bench.perf.trials import main as trials_main
 from models import Bernoulli, variant
 from tests.conftest import write_mnist_like
 

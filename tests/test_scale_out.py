@@ -13,8 +13,8 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from bench.run import main
-from bench.space import AskTellGridSampler
-from bench.workers import open_storage
+from bench.study.space import AskTellGridSampler
+from bench.study.storage import open_storage
 from tests.conftest import running_with_a_run, wait_for_trials
 from tests.servers import PASSWORD, mlflow_server, postgres
 

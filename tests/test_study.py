@@ -1,16 +1,24 @@
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
+import tarfile
 import time
+from pathlib import Path
 
 import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from bench.report import main as report_main
+from bench.config import load_config
+from bench.report.markdown import learning_curves
+from bench.report.markdown import main as report_main
+from bench.report.runs import load_study_runs
+from bench.report.table import run_table
 from bench.run import main
+from bench.study.space import build_pruner
 from tests.conftest import running_with_a_run, wait_for_trials
 
 
@@ -56,9 +64,14 @@ def test_smoke_study_end_to_end_and_resume(stores, capsys):
         trial = by_run[child.info.run_id]
         assert child.data.tags["trial"] == str(trial.number)
         assert child.data.params["model.z_dim"] == str(trial.params["model.z_dim"])
-        for metric in ("test/nll", "test/neg_elbo", "test/bound_gap", "val/nll"):
+        for metric in ("test/nll", "test/neg_elbo", "test/bound_gap", "val_eval/nll"):
             assert metric in child.data.metrics
-        assert trial.value == pytest.approx(child.data.metrics["val/nll"])
+        assert trial.value == pytest.approx(child.data.metrics["val_eval/nll"])
+        for key in ("val/neg_elbo", "val/recon"):  # one key, one estimator: a value per epoch
+            history = client.get_metric_history(child.info.run_id, key)
+            assert [m.step for m in history] == [1, 2, 3], key
+        for key in ("val_eval/neg_elbo", "val_eval/recon", "val_eval/nll"):
+            assert [m.step for m in client.get_metric_history(child.info.run_id, key)] == [3]
     out = capsys.readouterr().out
     assert "study smoke-digits: 3 COMPLETE" in out and parent.info.run_id in out
 
@@ -104,6 +117,7 @@ def test_pruned_trials_are_visible_as_pruned(stores):
         "study.space.model.z_dim=[4]",
         "study.sampler_seed=1",
         "+study.space.trainer.batch_size=[16,1024]",
+        "study.pruner=median",  # a grid is not pruned unless asked
         "study.pruner_startup_trials=1",
         "study.pruner_warmup_epochs=0",
     ]
@@ -116,8 +130,29 @@ def test_pruned_trials_are_visible_as_pruned(stores):
     assert pruned.user_attrs["pruned"] == "pruned after epoch 1"
     run = runs(stores)[0].get_run(pruned.user_attrs["mlflow_run_id"])
     assert run.info.status == "KILLED"
+    assert report_main(["study=smoke", *args[1:], stores[0]]) == 0
+    text = Path("reports/smoke-digits/README.md").read_text()
+    assert "Trials: 1 finished, 1 pruned." in text and "killed" not in text.lower()
+    assert "| PRUNED | pruned after epoch 1 |" in text
+    study_runs = load_study_runs(stores[0].split("=", 1)[1], "smoke-digits")
+    curves = learning_curves(study_runs, run_table(study_runs), "z_dim")
+    partial = curves[curves["status"] == "pruned"]
+    assert list(partial["epoch"]) == [1] and len(curves[curves["status"] == "finished"]) == 3
     assert main(args + ["study.pruner=none", "study.name=unpruned"] + stores) == 0
     assert states(load(stores, "unpruned")) == ["COMPLETE", "COMPLETE"]
+
+
+@pytest.mark.parametrize("study", ["zdim", "hdim", "variance", "variants", "smoke"])
+def test_grids_are_measured_unpruned_and_searches_pruned_after_the_warmup(study):
+    spec = load_config([f"study={study}"]).study
+    pruner = build_pruner(spec)
+    if spec.sampler == "grid":
+        assert isinstance(pruner, optuna.pruners.NopPruner)
+    else:
+        assert isinstance(pruner, optuna.pruners.MedianPruner)
+        assert pruner._n_warmup_steps == spec.pruner_warmup_epochs > 0
+    forced = load_config([f"study={study}", "study.pruner=median"]).study
+    assert isinstance(build_pruner(forced), optuna.pruners.MedianPruner)
 
 
 def test_a_killed_study_resumes_to_its_target_with_no_running_leftovers(tmp_path, stores):
@@ -220,3 +255,40 @@ def test_sigterm_stops_every_local_worker_and_loses_nothing(tmp_path, stores):
     _, _, children = runs(stores)
     assert "RUNNING" not in {c.info.status for c in children}
     assert subprocess.run(["pgrep", "-f", "bench.study"], capture_output=True).returncode == 1
+
+
+PREMOVE = Path(__file__).parent / "data" / "premove-study.tar.gz"
+PREMOVE_DIR = "/tmp/vae-bench-premove"  # where the stores were made (absolute artifact paths)
+
+
+def test_a_study_made_before_the_layout_move_resumes(tmp_path):
+    """tests/data/premove-study.tar.gz holds the stores of `python -m bench.run study=smoke
+    study.n_trials=1` run in /tmp/vae-bench-premove by commit a27de23: flat bench/, each variant
+    file with its own sizes, the final validation evaluation logged as val/*, pruner median."""
+    with tarfile.open(PREMOVE) as tar:
+        tar.extractall(tmp_path, filter="data")
+    with sqlite3.connect(tmp_path / "mlflow.db") as db:  # as if made here
+        for table, column in (("experiments", "artifact_location"), ("runs", "artifact_uri")):
+            db.execute(
+                f"UPDATE {table} SET {column} = replace({column}, ?, ?)",
+                (PREMOVE_DIR, str(tmp_path)),
+            )
+    stores = [
+        f"tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
+        f"storage=sqlite:///{tmp_path / 'optuna.db'}",
+    ]
+    (old,) = load(stores).trials
+    assert old.state == TrialState.COMPLETE and "val/nll" in old.user_attrs  # the old keys
+
+    assert main(["study=smoke", *stores]) == 0  # same fingerprint: resumed, not refused
+    study = load(stores)
+    assert states(study) == ["COMPLETE"] * 3
+    assert study.trials[0].value == old.value and study.trials[0].params == old.params
+    assert sorted(t.params["model.z_dim"] for t in study.trials) == [2, 4, 8]
+    client, (parent,), children = runs(stores)
+    assert parent.info.run_id == study.user_attrs["mlflow_parent_run_id"]
+    assert parent.info.status == "FINISHED" and len(children) == 3
+    old_run = old.user_attrs["mlflow_run_id"]
+    assert len(client.get_metric_history(old_run, "val/neg_elbo")) == 4  # 3 epochs + final
+    report = (tmp_path / "reports" / "smoke-digits" / "README.md").read_text()
+    assert report.count("| vae |") == 3  # the old trial is in the report beside the new ones

@@ -1,119 +1,24 @@
 """python -m bench.perf: the harness's training loop and evaluator against the reference loop.
 
-The reference is the loop of pytorch/examples' vae/main.py: a torchvision dataset through
-ToTensor and a DataLoader (shuffle, default workers), two separate mu/logvar heads, a sigmoid
-decoder with summed binary_cross_entropy, default Adam, a sample grid saved every epoch. It is
-given the harness's data: the same training images, dynamically binarized in its transform.
+The reference is the loop of pytorch/examples' vae/main.py (`bench.perf.reference`), given the
+harness's data: the same training images, dynamically binarized in its transform.
 Both run in this process, alternated (A B A B ...), one seed per pair.
 """
 
 import argparse
-import platform
 import statistics
 import tempfile
-import time
 from functools import partial
 from pathlib import Path
-
-import torch
-import torch.nn.functional as F
-from torch import nn
-from torch.utils.data import DataLoader, Subset
-from torchvision import datasets, transforms
-from torchvision.utils import save_image
 
 from bench.cli import run_parsed
 from bench.config import load_config
 from bench.data import TORCHVISION_CLASSES, Dataset, load
 from bench.evaluate import elbo_parts, iw_terms, rows_per_chunk
 from bench.job import build_model
-from bench.tracking import PACKAGES, package_version
+from bench.perf.machine import machine, timed
+from bench.perf.reference import reference_loader, reference_loop
 from bench.train import pick_device, train
-
-
-class ReferenceVAE(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(784, 400)
-        self.fc21 = nn.Linear(400, 20)
-        self.fc22 = nn.Linear(400, 20)
-        self.fc3 = nn.Linear(20, 400)
-        self.fc4 = nn.Linear(400, 784)
-
-    def encode(self, x):
-        h1 = F.relu(self.fc1(x))
-        return self.fc21(h1), self.fc22(h1)
-
-    def reparameterize(self, mu, logvar):
-        std = torch.exp(0.5 * logvar)
-        return mu + torch.randn_like(std) * std
-
-    def decode(self, z):
-        return torch.sigmoid(self.fc4(F.relu(self.fc3(z))))
-
-    def forward(self, x):
-        mu, logvar = self.encode(x.view(-1, 784))
-        return self.decode(self.reparameterize(mu, logvar)), mu, logvar
-
-
-def reference_loss(recon_x, x, mu, logvar):
-    bce = F.binary_cross_entropy(recon_x, x.view(-1, 784), reduction="sum")
-    kld = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
-    return bce + kld
-
-
-def reference_loop(
-    loader: DataLoader, epochs: int, seed: int, out: Path, device: torch.device
-) -> list[float]:
-    """Mean training loss (nats per example) of each epoch."""
-    torch.manual_seed(seed)
-    torch.set_flush_denormal(False)  # as the tutorial runs; the harness turns it on for itself
-    model = ReferenceVAE().to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    losses = []
-    for epoch in range(1, epochs + 1):
-        model.train()
-        total = 0.0
-        for data, _ in loader:
-            data = data.to(device)
-            optimizer.zero_grad()
-            recon, mu, logvar = model(data)
-            loss = reference_loss(recon, data, mu, logvar)
-            loss.backward()
-            total += loss.item()
-            optimizer.step()
-        losses.append(total / len(loader.dataset))
-        with torch.no_grad():
-            sample = model.decode(torch.randn(64, 20).to(device)).cpu()
-            save_image(sample.view(64, 1, 28, 28), out / f"sample_{epoch}.png")
-    return losses
-
-
-def reference_loader(cfg, data: Dataset, device: torch.device) -> DataLoader:
-    """The tutorial's pipeline over exactly the harness's training images."""
-    root = Path(str(cfg.data.root)).expanduser()
-    binarized = transforms.Compose([transforms.ToTensor(), torch.bernoulli])
-    full = getattr(datasets, TORCHVISION_CLASSES[cfg.data.name])(
-        root, train=True, transform=binarized
-    )
-    perm = torch.randperm(len(full), generator=torch.Generator().manual_seed(int(cfg.data.seed)))
-    train_ids = perm[int(cfg.data.val_size) :].tolist()
-    on_gpu = {"num_workers": 1, "pin_memory": True} if device.type == "cuda" else {}
-    return DataLoader(Subset(full, train_ids), batch_size=128, shuffle=True, **on_gpu)
-
-
-def timed(fn):
-    """(fn(), seconds), with the GPU's queued work finished inside the timing."""
-    synchronize()
-    started = time.perf_counter()
-    result = fn()
-    synchronize()
-    return result, time.perf_counter() - started
-
-
-def synchronize() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
 
 
 def main_benchmark(args: argparse.Namespace) -> None:
@@ -213,25 +118,6 @@ def _fmt(losses: list[float]) -> str:
     return "loss " + " ".join(f"{v:.2f}" for v in losses)
 
 
-def machine(device: torch.device) -> str:
-    gpu = f", GPU {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
-    return (
-        f"Machine: {_cpu_name()}, {torch.get_num_threads()} threads{gpu}, "
-        f"{platform.system()} {platform.machine()}, Python {platform.python_version()}; "
-        + ", ".join(f"{p} {package_version(p)}" for p in PACKAGES if p != "vae-bench")
-    )
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.perf", description=__doc__.splitlines()[0]
@@ -246,7 +132,3 @@ def main(argv: list[str] | None = None) -> int:
         "overrides", nargs="*", help="more config overrides, e.g. data.val_size=100"
     )
     return run_parsed(parser, argv, main_benchmark)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

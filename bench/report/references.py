@@ -9,7 +9,7 @@ COMPARED = ("binarize", "likelihood", "n_hidden", "h_dim", "z_dim", "k", "epochs
 
 
 def references() -> list[dict[str, Any]]:
-    return yaml.safe_load(files("bench").joinpath("references.yaml").read_text())
+    return yaml.safe_load(files("bench.report").joinpath("references.yaml").read_text())
 
 
 def matching(dataset: str, binarize: str) -> list[dict[str, Any]]:

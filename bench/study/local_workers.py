@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from bench.space import override_key
+from bench.study.space import override_key
 
 HELPER_EXIT_SECONDS = 60
 HELPER_KEYS = {"study.workers": 1, "progress": "false"}

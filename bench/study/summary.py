@@ -4,6 +4,7 @@ import optuna
 from optuna.trial import TrialState
 
 COLUMNS = ("test/nll", "test/neg_elbo", "test/bound_gap", "test/active_units")
+COUNTS = {"test/active_units"}  # whole numbers, shown without decimals
 
 
 def best_trials_table(study: optuna.Study, rows: int = 10) -> str:
@@ -13,7 +14,7 @@ def best_trials_table(study: optuna.Study, rows: int = 10) -> str:
     lines = [header]
     for t in complete[:rows]:
         params = " ".join(f"{k}={v}" for k, v in t.params.items())
-        values = [_fmt(t.user_attrs.get(c)) for c in COLUMNS]
+        values = [_fmt(t.user_attrs.get(c), c in COUNTS) for c in COLUMNS]
         lines.append(
             [str(t.number), params, t.user_attrs.get("objective", ""), _fmt(t.value), *values]
         )
@@ -32,5 +33,7 @@ def _reason(trial: optuna.trial.FrozenTrial) -> str:
     )
 
 
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
+def _fmt(value: float | None, count: bool = False) -> str:
+    if value is None:
+        return "n/a"
+    return str(round(value)) if count else f"{value:.3f}"

@@ -72,10 +72,19 @@ def active_units(table: pd.DataFrame, path: Path) -> Path:
 
 
 def learning_curves(curves: pd.DataFrame, path: Path) -> Path:
-    """Validation -ELBO per epoch, a line per run, coloured by `label`."""
+    """Validation -ELBO per epoch, a line per run coloured by `label`; pruned runs dashed, up
+    to the epoch they were stopped at."""
     fig, ax = _axes()
     sns.lineplot(
-        curves, x="epoch", y="val_neg_elbo", hue="label", units="run", estimator=None, ax=ax
+        curves,
+        x="epoch",
+        y="value",
+        hue="label",
+        style="status",
+        style_order=["finished", "pruned"],
+        units="run",
+        estimator=None,
+        ax=ax,
     )
     ax.set(ylabel="validation -ELBO (nats)", title="learning curves")
     return _save(fig, path)

@@ -1,4 +1,4 @@
-"""python -m bench.perf_trials: trials/hour of one grid study, one worker against several.
+"""python -m bench.perf.trials: trials/hour of one grid study, one worker against several.
 
 The same study (by default a 16-point z_dim grid, unpruned) runs end to end as the user runs it
 (`python -m bench.run study=zdim ...`, start-up and report included), first with
@@ -19,7 +19,7 @@ from optuna.trial import TrialState
 
 from bench.cli import run_parsed
 from bench.errors import BenchError
-from bench.perf import machine
+from bench.perf.machine import machine
 from bench.train import pick_device
 
 STUDY_SHOWN = ["study=zdim", "study.space.model.z_dim=[1,…,{trials}]", "study.pruner=none"]
@@ -84,7 +84,7 @@ def results(args: argparse.Namespace, seconds: dict[int, list[tuple[float, int]]
     lines = [
         "# Benchmark: trials per hour, one worker against several on one machine",
         "",
-        f"Command: `python -m bench.perf_trials {' '.join(args.argv)}`".rstrip() + "  ",
+        f"Command: `python -m bench.perf.trials {' '.join(args.argv)}`".rstrip() + "  ",
         machine(device),
         "",
         f"Study: `{' '.join([*STUDY_SHOWN, *args.overrides]).format(trials=args.trials)}`, "
@@ -105,7 +105,7 @@ def results(args: argparse.Namespace, seconds: dict[int, list[tuple[float, int]]
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m bench.perf_trials", description=__doc__.splitlines()[0]
+        prog="python -m bench.perf.trials", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--trials", type=int, default=16)

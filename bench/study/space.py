@@ -78,14 +78,18 @@ def build_sampler(study: DictConfig, space: Space) -> optuna.samplers.BaseSample
 
 
 def build_pruner(study: DictConfig) -> optuna.pruners.BasePruner:
-    if study.pruner == "median":
+    """`auto`: none for a grid (a measurement: every point runs to the end), median otherwise."""
+    pruner = study.pruner
+    if pruner == "auto":
+        pruner = "none" if study.sampler == "grid" else "median"
+    if pruner == "median":
         return optuna.pruners.MedianPruner(
             n_startup_trials=int(study.pruner_startup_trials),
             n_warmup_steps=int(study.pruner_warmup_epochs),
         )
-    if study.pruner in ("none", None):
+    if pruner in ("none", None):
         return optuna.pruners.NopPruner()
-    raise BenchError(f"study.pruner must be median or none, got {study.pruner!r}")
+    raise BenchError(f"study.pruner must be auto, median or none, got {study.pruner!r}")
 
 
 def _flatten(tree: Mapping[str, Any], prefix: str = "") -> Space:

@@ -1,0 +1,5 @@
+import sys
+
+from bench.perf.loop import main
+
+sys.exit(main())

@@ -1,0 +1,42 @@
+"""What a benchmark ran on, and timings with the GPU's queued work inside them."""
+
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from bench.tracking import PACKAGES, package_version
+
+
+def timed(fn):
+    """(fn(), seconds), with the GPU's queued work finished inside the timing."""
+    synchronize()
+    started = time.perf_counter()
+    result = fn()
+    synchronize()
+    return result, time.perf_counter() - started
+
+
+def synchronize() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def machine(device: torch.device) -> str:
+    gpu = f", GPU {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
+    return (
+        f"Machine: {_cpu_name()}, {torch.get_num_threads()} threads{gpu}, "
+        f"{platform.system()} {platform.machine()}, Python {platform.python_version()}; "
+        + ", ".join(f"{p} {package_version(p)}" for p in PACKAGES if p != "vae-bench")
+    )
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"

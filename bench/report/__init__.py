@@ -1,0 +1,1 @@
+"""Study reports: runs read back from MLflow, markdown, seaborn figures, published references."""

@@ -1,0 +1,140 @@
+"""The report's run table: one row per finished run, replicated seeds aggregated, formatting."""
+
+import numpy as np
+import pandas as pd
+
+from bench.report.runs import StudyRuns
+
+SETUP = {
+    "variant": "params.model.name",
+    "z_dim": "params.model.z_dim",
+    "h_dim": "params.model.h_dim",
+    "likelihood": "params.model.likelihood",
+    "output_variance": "params.model.output_variance",
+    "epochs": "params.trainer.epochs",
+    "k": "params.eval.k",
+    "n_hidden": "params.model.n_hidden",
+}
+METRICS = {
+    "recon": "metrics.test/recon",
+    "kl": "metrics.test/kl",
+    "neg_elbo": "metrics.test/neg_elbo",
+    "nll": "metrics.test/nll",
+    "bound_gap": "metrics.test/bound_gap",
+    "bits_per_dim": "metrics.test/bits_per_dim",
+    "active_units": "metrics.test/active_units",
+    "train_seconds": "metrics.train_seconds",
+    "samples_per_s": "metrics.train_samples_per_s",
+}
+HEADERS = {
+    "recon": "recon",
+    "kl": "KL",
+    "neg_elbo": "−ELBO",
+    "nll": "nll",
+    "bound_gap": "gap",
+    "bits_per_dim": "bits/dim",
+    "active_units": "AU",
+    "train_seconds": "train s",
+    "samples_per_s": "samples/s",
+}
+ALIASES = {
+    "model": "variant",
+    "model.z_dim": "z_dim",
+    "model.h_dim": "h_dim",
+    "model.output_variance": "output_variance",
+    "trainer.seed": "seed",
+}
+DECIMALS = {"active_units": 1, "train_seconds": 1, "samples_per_s": 0}
+
+
+def run_table(study: StudyRuns, runs: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per run (default: the finished ones): its setup (numbers parsed), swept keys,
+    test metrics."""
+    runs = study.finished if runs is None else runs
+    table = pd.DataFrame({"trial": pd.to_numeric(runs["tags.trial"]), "run_id": runs["run_id"]})
+    for name, column in SETUP.items():
+        table[name] = runs.get(column)
+    table["seed"] = runs["params.trainer.seed"]
+    for key in study.swept():
+        if key not in ALIASES:
+            table[key] = runs.get(f"params.{key}")
+    for name, column in METRICS.items():
+        table[name] = pd.to_numeric(runs.get(column), errors="coerce")
+    for name in table.columns.drop(["variant", "likelihood", "run_id"]):
+        table[name] = _numeric_if_possible(table[name])
+    table.loc[table["likelihood"] != "gaussian", "output_variance"] = np.nan
+    return table.sort_values(["nll", "recon", "trial"], na_position="last").reset_index(drop=True)
+
+
+def aggregate(table: pd.DataFrame, study: StudyRuns) -> pd.DataFrame:
+    """Runs that differ only in trainer.seed become one row: mean, std and n of each metric."""
+    keys = [*SETUP, *(k for k in study.swept() if k not in ALIASES)]
+    grouped = table.groupby(keys, dropna=False, sort=False)
+    out = grouped[list(METRICS)].mean()
+    for name in METRICS:
+        out[f"{name}_std"] = grouped[name].std()
+    out["n"] = grouped.size()
+    out["trials"] = grouped["trial"].apply(lambda t: ", ".join(str(int(v)) for v in sorted(t)))
+    out["best_run_id"] = grouped.apply(
+        lambda g: g.sort_values(["nll", "recon"]).iloc[0]["run_id"], include_groups=False
+    )
+    out = out.reset_index()
+    return out.sort_values(["nll", "recon"], na_position="last").reset_index(drop=True)
+
+
+def x_axis(table: pd.DataFrame, study: StudyRuns) -> str | None:
+    """The first swept numeric key (as the table names it), or None."""
+    for key in study.swept():
+        name = ALIASES.get(key, key)
+        if name not in ("seed", "variant") and pd.api.types.is_numeric_dtype(table[name]):
+            return name
+    return None
+
+
+def best_index(rows: pd.DataFrame) -> int:
+    column = "nll" if rows["nll"].notna().any() else "recon"
+    return int(rows[column].idxmin())
+
+
+def label(row: pd.Series, study: StudyRuns) -> str:
+    names = [ALIASES.get(k, k) for k in study.swept()]
+    settings = ", ".join(f"{n}={num(row[n], 4)}" for n in names if n not in ("seed", "variant"))
+    return f"{row['variant']} ({settings})" if settings else str(row["variant"])
+
+
+def metric_header(metric: str, rows: pd.DataFrame) -> str:
+    if metric != "nll":
+        return HEADERS[metric]
+    ks = rows["k"].dropna().unique()
+    return f"nll (k={as_int(ks[0])})" if len(ks) == 1 else "nll"
+
+
+def cell(row: pd.Series, metric: str) -> str:
+    decimals = DECIMALS.get(metric, 2)
+    mean, std = row[metric], row[f"{metric}_std"]
+    if pd.isna(mean):
+        return "n/a"
+    return num(mean, decimals) if pd.isna(std) else f"{num(mean, decimals)} ± {num(std, decimals)}"
+
+
+def num(value: object, decimals: int = 2) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "n/a"
+    if isinstance(value, (int, np.integer)) or (
+        isinstance(value, float) and value.is_integer() and decimals != 2
+    ):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        return f"{value:.{decimals}f}" if decimals != 4 else f"{value:.4g}"
+    return str(value)
+
+
+def as_int(value: object) -> str:
+    return "n/a" if pd.isna(value) else str(int(float(value)))
+
+
+def _numeric_if_possible(column: pd.Series) -> pd.Series:
+    try:
+        return pd.to_numeric(column)
+    except (ValueError, TypeError):
+        return column

@@ -1,0 +1,5 @@
+import sys
+
+from bench.study.loop import main
+
+sys.exit(main())

@@ -1,0 +1,220 @@
+"""Optuna studies over the one-run job: a parent MLflow run per study, a child per trial.
+
+Rerunning the same command resumes, and any number of workers may run it at once against one
+storage: finished trials are kept and the study goes on to exactly its target. A trial is
+finished when it is COMPLETE, PRUNED, or FAIL for a reason of its own (diverged, bad config).
+A trial cut short (Ctrl-C, SIGTERM, a worker gone: dead pid on this host, or no heartbeat) is
+FAIL too, its MLflow run ends KILLED or FAILED, and its parameters are queued again.
+"""
+
+import os
+import socket
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import optuna
+from mlflow.entities import RunStatus
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig
+from optuna.storages import RDBStorage
+from optuna.trial import TrialState
+from tqdm import tqdm
+
+from bench import tracking
+from bench.config import load_config
+from bench.errors import BenchError, Pruned
+from bench.job import run_job
+from bench.study.definition import open_study, storage_url, target
+from bench.study.local_workers import join_helpers, start_helpers
+from bench.study.parent_run import finish_parent, parent_run
+from bench.study.recovery import (
+    LostTrial,
+    close_orphan_runs,
+    fail_dead_local_trials,
+    fail_trial,
+)
+from bench.study.space import Space, as_overrides, override_key, search_space, suggest
+from bench.study.storage import heartbeat, heartbeat_warnings_off, open_storage, study_lock
+
+NEEDS_LIKELIHOOD = ("nll", "neg_elbo")
+WORKER = f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class StudyResult:
+    study: optuna.Study
+    storage: str
+    parent_run_id: str
+    target: int
+
+
+@dataclass
+class Worker:
+    """What a worker needs to run trials of one study."""
+
+    study: optuna.Study
+    storage: RDBStorage
+    url: str
+    client: MlflowClient
+    experiment: str
+    parent: str
+    space: Space
+    base: list[str]
+    heartbeat_seconds: int
+
+
+def run_study(cfg: DictConfig, overrides: list[str], progress: bool | None = None) -> StudyResult:
+    space = search_space(cfg.study)
+    wanted = target(cfg.study, space)
+    client = tracking.connect(cfg.tracking_uri)
+    url = storage_url(cfg.storage)
+    spec = cfg.study
+    with study_lock(url, spec.name):  # one creator of tables, study and parent run
+        storage = open_storage(url, spec.heartbeat_seconds, spec.grace_seconds, LostTrial(client))
+        study = open_study(cfg, space, storage, url)
+        parent = parent_run(client, study, cfg)
+        close_orphan_runs(study, client)
+    base = [o for o in overrides if override_key(o) not in space]
+    experiment = client.get_run(parent).info.experiment_id
+    worker = Worker(
+        study, storage, url, client, experiment, parent, space, base, spec.heartbeat_seconds
+    )
+    bar = tqdm(
+        total=wanted,
+        initial=min(finished(study), wanted),
+        desc=study.study_name,
+        unit="trial",
+        disable=None if progress is None else not progress,
+    )
+    helpers = start_helpers(spec.workers, overrides)
+    try:
+        _work(worker, wanted, bar)
+    except BaseException as e:
+        join_helpers(helpers, interrupted=True)
+        if isinstance(e, KeyboardInterrupt):
+            client.set_terminated(parent, RunStatus.to_string(RunStatus.KILLED))
+        raise
+    finally:
+        bar.close()
+    for code in join_helpers(helpers, interrupted=False):
+        print(f"warning: a helper worker exited with code {code}", file=sys.stderr)
+    finish_parent(client, parent, study)
+    return StudyResult(study, url, parent, wanted)
+
+
+def finished(study: optuna.Study) -> int:
+    """COMPLETE, PRUNED, and FAIL trials whose parameters were not queued again."""
+    trials = study.get_trials(deepcopy=False)
+    retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+    return sum(
+        t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+        or (t.state == TrialState.FAIL and t.number not in retried)
+        for t in trials
+    )
+
+
+def _work(worker: Worker, wanted: int, bar: tqdm) -> None:
+    """Run trials until the study has `wanted` finished ones, waiting on other workers' trials."""
+    while True:
+        tracking.check_reachable(worker.client.tracking_uri)
+        trial = _claim(worker, wanted)
+        if trial is not None:
+            bar.write(_run_trial(worker, trial))
+            sys.stdout.flush()
+        done = finished(worker.study)
+        bar.update(min(done, wanted) - bar.n)
+        if trial is None:
+            if done >= wanted:
+                return
+            time.sleep(worker.heartbeat_seconds)
+
+
+def _claim(worker: Worker, wanted: int) -> optuna.Trial | None:
+    """A new trial when finished and running ones leave room for it (atomic across workers)."""
+    study = worker.study
+    with study_lock(worker.url, study.study_name), heartbeat_warnings_off():
+        optuna.storages.fail_stale_trials(study)
+        fail_dead_local_trials(study, worker.client)
+        trials = study.get_trials(deepcopy=False)
+        running = sum(t.state == TrialState.RUNNING for t in trials)
+        if finished(study) + running >= wanted:
+            return None
+        trial = study.ask()
+        trial.set_user_attr("worker", WORKER)
+        return trial
+
+
+def objective_metric(cfg: DictConfig, stochastic: bool) -> str:
+    """The trial's value: a metric of the final evaluation of the validation split."""
+    wanted = cfg.study.objective
+    if wanted not in (*NEEDS_LIKELIHOOD, "recon"):
+        raise BenchError(f"study.objective must be nll, neg_elbo or recon, got {wanted!r}")
+    return f"val_eval/{wanted}" if stochastic or wanted == "recon" else "val_eval/recon"
+
+
+def _run_trial(worker: Worker, trial: optuna.Trial) -> str:
+    """Run and tell one claimed trial; returns its one-line summary."""
+    study, client = worker.study, worker.client
+    params = suggest(trial, worker.space)
+    label = f"trial {trial.number} {' '.join(as_overrides(params))}"
+    try:
+        cfg = load_config(worker.base + as_overrides(params))
+        stochastic = cfg.model.name != "ae"
+        objective = objective_metric(cfg, stochastic)
+        trial.set_user_attr("objective", objective)
+        tags = {"study": study.study_name, "trial": str(trial.number)}
+        name = f"trial-{trial.number}"
+        with (
+            heartbeat(worker.storage, trial._trial_id, worker.heartbeat_seconds),
+            tracking.tracked_run(client, worker.experiment, name, tags, worker.parent) as run_id,
+        ):
+            trial.set_user_attr("mlflow_run_id", run_id)
+            metric = "val/neg_elbo" if stochastic else "val/recon"
+            on_epoch = _pruning(trial, metric, cfg.trainer.epochs)
+            metrics = run_job(cfg, client, run_id, progress=False, on_epoch=on_epoch, validate=True)
+    except Pruned as e:
+        trial.set_user_attr("pruned", str(e))
+        study.tell(trial, state=TrialState.PRUNED)
+        return f"{label}: PRUNED ({e})"
+    except KeyboardInterrupt:
+        fail_trial(study, trial, "interrupted", retry=True)
+        raise
+    except Exception as e:
+        reason = str(e) if isinstance(e, BenchError) else f"{type(e).__name__}: {e}"
+        # MLflow failing (server gone past its retries) is not the trial's fault: run it again
+        fail_trial(study, trial, reason, retry=isinstance(e, MlflowException))
+        return f"{label}: FAIL ({reason})"
+    for name, value in metrics.items():
+        trial.set_user_attr(name, value)
+    study.tell(trial, metrics[objective])
+    shown = ", ".join(f"{k}={metrics[k]:.2f}" for k in (objective, "test/nll") if k in metrics)
+    return f"{label}: COMPLETE {shown}"
+
+
+def _pruning(
+    trial: optuna.Trial, metric: str, epochs: int
+) -> Callable[[int, dict[str, float]], None]:
+    """Report each epoch's value; prune before the last epoch only (a trial that has finished
+    training is evaluated, whatever its curve)."""
+
+    def report(epoch: int, metrics: dict[str, float]) -> None:
+        trial.report(metrics[metric], epoch)
+        if epoch < epochs and trial.should_prune():
+            raise Pruned(epoch)
+
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    """python -m bench.study [key=value ...]: join the study as one more worker; no report."""
+    from bench.cli import run_command
+
+    args = sys.argv[1:] if argv is None else argv
+
+    def join() -> None:
+        run_study(load_config(args), args, progress=False)
+
+    return run_command(join)

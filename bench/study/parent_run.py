@@ -1,0 +1,50 @@
+"""The study's MLflow parent run: its config as params, at the end the counts and the best."""
+
+from typing import Any
+
+import optuna
+from mlflow.entities import RunStatus
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig, OmegaConf
+from optuna.trial import TrialState
+
+from bench import tracking
+from bench.study.space import as_overrides
+
+
+def parent_run(client: MlflowClient, study: optuna.Study, cfg: DictConfig) -> str:
+    """The study's parent run: reused when it exists in this tracking store, else created."""
+    run_id = study.user_attrs.get("mlflow_parent_run_id")
+    if run_id:
+        try:
+            client.get_run(run_id)
+            client.update_run(run_id, status="RUNNING")
+            return run_id
+        except MlflowException:
+            pass
+    experiment = tracking.experiment_id(client, cfg.experiment)
+    tags = tracking.environment_tags() | {"study": study.study_name, "study_parent": "true"}
+    run_id = client.create_run(experiment, run_name=study.study_name, tags=tags).info.run_id
+    tracking.log_params(client, run_id, tracking.flatten(OmegaConf.to_container(cfg, resolve=True)))
+    study.set_user_attr("mlflow_parent_run_id", run_id)
+    return run_id
+
+
+def finish_parent(client: MlflowClient, parent: str, study: optuna.Study) -> None:
+    trials = study.get_trials(deepcopy=False)
+    counts = {
+        f"trials_{s.name.lower()}": sum(t.state == s for t in trials)
+        for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    }
+    summary: dict[str, Any] = dict(counts)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    if complete:
+        best = min(complete, key=lambda t: t.value)
+        summary |= {"best_value": best.value, "best_trial": best.number}
+        summary |= {f"best_{k}": v for k, v in best.user_attrs.items() if k.startswith("test/")}
+        client.set_tag(parent, "best_params", " ".join(as_overrides(best.params)))
+        client.set_tag(parent, "best_objective", best.user_attrs.get("objective", ""))
+        client.set_tag(parent, "best_run_id", best.user_attrs.get("mlflow_run_id", ""))
+    tracking.log_metrics(client, parent, summary)
+    client.set_terminated(parent, RunStatus.to_string(RunStatus.FINISHED))

@@ -1,0 +1,59 @@
+"""Every config file composes and validates; config groups and the variant registry agree."""
+
+from importlib.resources import files
+
+import pytest
+import yaml
+from omegaconf import ListConfig
+
+from bench.config import group_options, load_config
+from bench.errors import BenchError
+from bench.run import main
+from models import variant_names
+
+CONF = files("bench.conf")
+MODEL_FILES = sorted(p.name for p in (CONF / "model").iterdir() if p.name.endswith(".yaml"))
+STUDY_FILES = sorted(p.name for p in (CONF / "study").iterdir() if p.name.endswith(".yaml"))
+SHARED = yaml.safe_load((CONF / "model" / "_mlp.yaml").read_text())
+
+
+def test_every_model_file_is_a_registered_variant_and_every_variant_has_one():
+    assert group_options("model") == variant_names()
+    assert {f for f in MODEL_FILES if f.startswith("_")} == {"_mlp.yaml"}
+
+
+@pytest.mark.parametrize("name", group_options("model"))
+def test_model_config_composes_with_the_shared_network(name):
+    cfg = load_config([f"model={name}"])
+    assert cfg.model.name == name
+    for key, value in SHARED.items():
+        assert cfg.model[key] == value, key  # one source for the sizes every variant compares at
+    own = yaml.safe_load((CONF / "model" / f"{name}.yaml").read_text())
+    assert "_mlp" in own["defaults"] and not set(SHARED) & set(own), "sizes belong in _mlp.yaml"
+
+
+@pytest.mark.parametrize("name", [f.removesuffix(".yaml") for f in STUDY_FILES])
+def test_study_config_composes_and_validates(name):
+    if name.startswith("_"):
+        with pytest.raises(BenchError, match=f"unknown study '{name}'"):
+            load_config([f"study={name}"])
+        return
+    cfg = load_config([f"study={name}"])
+    assert cfg.study.name == f"{name}-{cfg.data.name}"
+    assert cfg.model.name in variant_names()
+    variants = cfg.study.space.get("model")
+    if isinstance(variants, ListConfig):  # choices of the model group: each one composes too
+        for variant in variants:
+            assert load_config([f"study={name}", f"model={variant}"]).model.name == variant
+
+
+GROUPS = [("study", "study"), ("model", "model"), ("data", "dataset")]
+
+
+@pytest.mark.parametrize("group,what", GROUPS)
+def test_an_unknown_choice_is_one_line_naming_the_choices(group, what, capsys):
+    assert main([f"{group}=nosuch"]) == 2
+    err = capsys.readouterr().err
+    choices = ", ".join(group_options(group))
+    assert err == f"error: unknown {what} 'nosuch': choose one of {choices}\n"
+    assert "_" not in choices.replace("fashion-mnist", "")  # shared files are not choices
