@@ -3,17 +3,17 @@
 import argparse
 import logging
 import os
-import signal
 import sys
 from collections.abc import Callable
 
 
 def run_command(command: Callable[[], None]) -> int:
     """0 on success; 2 for bad input or a clear failure, 130 when interrupted, 1 otherwise."""
+    from bench import signals
     from bench.errors import BenchError
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)
-    signal.signal(signal.SIGTERM, _interrupt)
+    signals.install()
     try:
         command()
     except BenchError as e:
@@ -43,7 +43,3 @@ def run_parsed(
     args = parser.parse_intermixed_args(raw)
     args.argv = raw
     return run_command(lambda: command(args))
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt(signal.Signals(signum).name)

@@ -10,6 +10,7 @@ Validation and test are transformed once with fixed seeds: every run is scored o
 
 import gzip
 import hashlib
+import importlib.util
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -162,34 +163,36 @@ def _sha256(path: Path) -> str:
 
 
 def _digits(cfg: Any):
-    import sklearn.datasets
-    from sklearn.datasets import load_digits
-
-    bunch = load_digits()
-    images = torch.from_numpy(bunch.data.astype(np.uint8))
-    labels = torch.from_numpy(bunch.target.astype(np.int64))
+    source = digits_file()
+    table = np.loadtxt(source, delimiter=",", dtype=np.int64)  # as sklearn's load_digits reads it
+    images = torch.from_numpy(table[:, :-1].astype(np.uint8))
+    labels = torch.from_numpy(table[:, -1])
     n_test = int(cfg.test_size)
     if not 0 < n_test < len(labels):
         raise BenchError(f"data.test_size must be in 1..{len(labels) - 1}, got {n_test}")
     perm = torch.randperm(len(labels), generator=torch.Generator().manual_seed(int(cfg.seed) + 1))
     test, rest = perm[:n_test], perm[n_test:]
-    source = Path(sklearn.datasets.__file__).parent / "data" / "digits.csv.gz"
     sha = {source.name: _sha256(source)}
     return images[rest], labels[rest], images[test], labels[test], 17, sha
 
 
-def _torchvision(cfg: Any):
-    import torchvision.datasets as tvd
+def digits_file() -> Path:
+    """scikit-learn's bundled 8x8 digits, found without importing scikit-learn (1 s of scipy)."""
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        raise BenchError("data=digits needs scikit-learn's digits: pip install scikit-learn")
+    return Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "digits.csv.gz"
 
-    cls = getattr(tvd, TORCHVISION_CLASSES[cfg.name])
+
+def _torchvision(cfg: Any):
     root = Path(os.path.expanduser(str(cfg.root)))
-    raw = root / cls.__name__ / "raw"
+    raw = root / TORCHVISION_CLASSES[cfg.name] / "raw"
     _stage_gzipped(raw, [raw, *[Path(p) for p in cfg.get("system_dirs", [])]])
     if not all((raw / f).is_file() for f in IDX_FILES):
         if not cfg.download:
             raise BenchError(_missing(cfg.name, raw, "data.download=false"))
         try:
-            cls(root, train=True, download=True)
+            _download(cfg.name, root)
         except Exception as e:  # torchvision raises RuntimeError/URLError/OSError offline
             lines = str(e).strip().splitlines() or [type(e).__name__]
             raise BenchError(_missing(cfg.name, raw, f"download failed: {lines[-1]}")) from None
@@ -202,6 +205,13 @@ def _torchvision(cfg: Any):
     levels = lambda a: torch.from_numpy(a.copy())  # noqa: E731  (IDX arrays are read-only)
     labels = lambda a: torch.from_numpy(a.astype(np.int64))  # noqa: E731
     return levels(train_x), labels(train_y), levels(test_x), labels(test_y), sha
+
+
+def _download(name: str, root: Path) -> None:
+    """torchvision's download into ROOT/<Class>/raw (torchvision is imported only for this)."""
+    import torchvision.datasets
+
+    getattr(torchvision.datasets, TORCHVISION_CLASSES[name])(root, train=True, download=True)
 
 
 def _stage_gzipped(raw: Path, sources: list[Path]) -> None:

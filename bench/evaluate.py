@@ -5,6 +5,7 @@ import math
 import torch
 
 from bench.data import Dataset
+from bench.signals import raise_if_interrupted
 from models.base import LOG_2PI, LatentModel, kl_normal, log_normal_std
 
 
@@ -44,6 +45,7 @@ def iw_terms(
         q = model.encode(xb, yb)
         lse, recon_sum = [], 0.0
         for done in range(0, k, samples):
+            raise_if_interrupted()
             lw, log_px_z = log_weights(model, xb, yb, q, min(samples, k - done))
             lse.append(torch.logsumexp(lw.double(), 0))
             recon_sum = recon_sum - log_px_z.double().sum(0)

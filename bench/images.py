@@ -4,20 +4,33 @@ import math
 from pathlib import Path
 
 import torch
-from torchvision.utils import save_image
+from PIL import Image
 
 from bench.data import Dataset
 from models.base import LatentModel
 
 MIN_GRID_PIXELS = 256  # small images (8x8 digits) are enlarged until a grid row is this wide
+PADDING, PAD_VALUE = 1, 0.5
 
 
 def _save(flat: torch.Tensor, data: Dataset, path: Path, nrow: int) -> Path:
-    images = flat.clamp(0, 1).reshape(-1, 1, *data.image_shape).float().cpu()
+    images = flat.clamp(0, 1).reshape(-1, *data.image_shape).float().cpu()
     scale = math.ceil(MIN_GRID_PIXELS / (nrow * data.image_shape[1]))
     images = images.repeat_interleave(scale, -2).repeat_interleave(scale, -1)  # nearest
-    save_image(images, path, nrow=nrow, padding=1, pad_value=0.5)
+    pixels = (grid(images, nrow) * 255 + 0.5).clamp(0, 255).to(torch.uint8)
+    Image.fromarray(pixels.numpy(), mode="L").save(path)
     return path
+
+
+def grid(images: torch.Tensor, nrow: int) -> torch.Tensor:
+    """(N, H, W) images as one (rows*(H+p)+p, nrow*(W+p)+p) image, row by row, p = PADDING."""
+    n, h, w = images.shape
+    rows = math.ceil(n / nrow)
+    out = torch.full((rows * (h + PADDING) + PADDING, nrow * (w + PADDING) + PADDING), PAD_VALUE)
+    for i, image in enumerate(images):
+        top, left = PADDING + (i // nrow) * (h + PADDING), PADDING + (i % nrow) * (w + PADDING)
+        out[top : top + h, left : left + w] = image
+    return out
 
 
 @torch.no_grad()

@@ -16,7 +16,6 @@ from bench import tracking
 from bench.cli import run_command
 from bench.config import load_config
 from bench.job import run_job
-from bench.report.markdown import write_report
 from bench.study.loop import StudyResult, run_study
 from bench.study.storage import safe_url
 from bench.study.summary import best_trials_table
@@ -52,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(cfg: DictConfig, args: list[str]) -> None:
     if cfg.get("study") is not None:
+        from bench.report.markdown import write_report  # matplotlib: only a study's last step
+
         _print_study(cfg, run_study(cfg, args, progress_flag(cfg)), write_report(cfg))
     else:
         _print_run(cfg, *run_single(cfg))

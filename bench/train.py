@@ -10,6 +10,7 @@ from tqdm import tqdm
 from bench.data import Dataset
 from bench.errors import BenchError
 from bench.evaluate import elbo_parts, loss_part_sums
+from bench.signals import raise_if_interrupted
 from models.base import LatentModel, LossParts
 
 EpochCallback = Callable[[int, dict[str, float]], None]
@@ -98,6 +99,7 @@ def _epoch(
     perm = torch.randperm(len(x), generator=generator, device=x.device)
     sums: dict[str, torch.Tensor] = {}
     for idx in perm.split(batch_size):
+        raise_if_interrupted()
         parts = loss_parts(x[idx].float(), y[idx])
         optimizer.zero_grad(set_to_none=True)
         parts.objective.mean().backward()

@@ -7,7 +7,9 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -70,6 +72,15 @@ def postgres() -> Iterator[str]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+def fresh_database(cluster: str, name: str) -> str:
+    """A new database in a running cluster; its URL (same user and password)."""
+    import psycopg
+
+    with psycopg.connect(cluster, autocommit=True) as c:
+        c.execute(f'CREATE DATABASE "{name}"')
+    return cluster.rsplit("/", 1)[0] + f"/{name}"
+
+
 @contextmanager
 def mlflow_server(backend: str, artifacts: Path) -> Iterator[str]:
     port = free_port()
@@ -102,6 +113,51 @@ def mlflow_server(backend: str, artifacts: Path) -> Iterator[str]:
         yield uri
     finally:
         stop_child(proc)
+
+
+@contextmanager
+def tcp_proxy(target: str) -> Iterator[str]:
+    """A TCP proxy to the server at `target` (a URL); its own URL. Leaving the block cuts every
+    connection and refuses new ones, as a server that went down does: the server behind it, and
+    its store, stay for the next proxy."""
+    upstream = urllib.parse.urlsplit(target)
+    listener = socket.create_server(("127.0.0.1", 0))
+    live: list[socket.socket] = []
+
+    def pipe(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            _cut(source, sink)
+
+    def accept() -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:  # the listener was shut down
+                return
+            server = socket.create_connection((upstream.hostname, upstream.port))
+            live.extend((client, server))
+            for source, sink in ((client, server), (server, client)):
+                threading.Thread(target=pipe, args=(source, sink), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        _cut(listener, *live)
+
+
+def _cut(*sockets: socket.socket) -> None:
+    for s in sockets:
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        s.close()
 
 
 def _answers(url: str) -> bool:

@@ -152,3 +152,17 @@ def test_labels_that_do_not_match_the_images_are_refused(tmp_path):
     write_idx(raw / "train-labels-idx1-ubyte", np.zeros(59))
     with pytest.raises(BenchError, match="59 labels for the 60 images of train-images-idx3-ubyte"):
         load(config("data=mnist", f"data.root={tmp_path}", "data.val_size=10").data)
+
+
+def test_digits_are_scikit_learns_digits():
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    data = load(config("data=digits").data)
+    ours = torch.cat([data.train.levels, data.val.levels, data.test.levels])
+    labels = torch.cat([data.train.labels, data.val.labels, data.test.labels])
+    theirs = {
+        (tuple(x), int(y)) for x, y in zip(bunch.data.astype(np.uint8), bunch.target, strict=True)
+    }
+    assert {(tuple(x.tolist()), int(y)) for x, y in zip(ours, labels, strict=True)} == theirs
+    assert len(ours) == len(bunch.data)

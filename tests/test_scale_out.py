@@ -2,6 +2,7 @@
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,22 +17,36 @@ from bench.run import main
 from bench.study.space import AskTellGridSampler
 from bench.study.storage import open_storage
 from tests.conftest import running_with_a_run, wait_for_trials
-from tests.servers import PASSWORD, mlflow_server, postgres
+from tests.servers import PASSWORD, fresh_database, mlflow_server, postgres, tcp_proxy
 
 GRID = [2, 3, 4, 5, 6, 8]
 FAST = ["study.heartbeat_seconds=1", "study.grace_seconds=4", "study.pruner=none"]
 
 
-@pytest.fixture
-def pg():
+@pytest.fixture(scope="module")
+def cluster():
     with postgres() as url:
         yield url
 
 
 @pytest.fixture
-def server(tmp_path):
-    with mlflow_server(f"sqlite:///{tmp_path / 'server.db'}", tmp_path / "artifacts") as uri:
+def pg(cluster, request):
+    """A database of its own for each test, in the module's PostgreSQL cluster."""
+    return fresh_database(cluster, request.node.name.lower()[:60])
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, empty_mlflow_store):
+    """One MLflow server for the tests that do not stop it; each logs to an experiment of its
+    own (`experiment_of`)."""
+    tmp = tmp_path_factory.mktemp("mlflow-server")
+    shutil.copyfile(empty_mlflow_store, tmp / "server.db")
+    with mlflow_server(f"sqlite:///{tmp / 'server.db'}", tmp / "artifacts") as uri:
         yield uri
+
+
+def experiment_of(request) -> str:
+    return f"experiment={request.node.name}"
 
 
 def worker(tmp_path, storage, tracking, *extra):
@@ -50,9 +65,13 @@ def worker(tmp_path, storage, tracking, *extra):
     )
 
 
-def mlflow_runs(uri):
+def mlflow_runs(uri, experiment=None):
+    """The study's parent and child runs (in `experiment`, an `experiment=NAME` override)."""
     client = MlflowClient(uri)
-    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    found = client.search_experiments()
+    if experiment is not None:
+        found = [e for e in found if e.name == experiment.split("=", 1)[1]]
+    runs = client.search_runs([e.experiment_id for e in found])
     parents = [r for r in runs if r.data.tags.get("study_parent") == "true"]
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     return client, parents, children
@@ -62,9 +81,10 @@ def complete_z(study):
     return sorted(t.params["model.z_dim"] for t in study.trials if t.state == TrialState.COMPLETE)
 
 
-def test_three_workers_share_one_grid_study_exactly(tmp_path, pg, server):
+def test_three_workers_share_one_grid_study_exactly(tmp_path, pg, server, request):
     grid = f"study.space.model.z_dim=[{','.join(map(str, GRID))}]"
-    procs = [worker(tmp_path, pg, server, grid, "trainer.epochs=30") for _ in range(3)]
+    experiment = experiment_of(request)
+    procs = [worker(tmp_path, pg, server, grid, "trainer.epochs=10", experiment) for _ in range(3)]
     outs = [p.communicate(timeout=600) for p in procs]
     log = "\n".join(out + err[-1500:] for out, err in outs)
     assert [p.returncode for p in procs] == [0, 0, 0], log
@@ -73,14 +93,14 @@ def test_three_workers_share_one_grid_study_exactly(tmp_path, pg, server):
     assert complete_z(study) == GRID, log  # every grid point once, no duplicates
     workers = {t.user_attrs["worker"] for t in study.trials}
     assert len(workers) >= 2, log  # the trials really were shared
-    _, (parent,), children = mlflow_runs(server)
+    _, (parent,), children = mlflow_runs(server, experiment)
     assert parent.info.status == "FINISHED" and len(children) == len(GRID)
     assert {c.info.status for c in children} == {"FINISHED"}
     assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
 
 
-def test_a_killed_worker_loses_nothing(tmp_path, pg, server):
-    grid = ["study.space.model.z_dim=[2,4,6,8]", "trainer.epochs=40"]
+def test_a_killed_worker_loses_nothing(tmp_path, pg, server, request):
+    grid = ["study.space.model.z_dim=[2,4,6,8]", "trainer.epochs=40", experiment_of(request)]
     first, second = worker(tmp_path, pg, server, *grid), worker(tmp_path, pg, server, *grid)
     pids = {first.pid, second.pid}
 
@@ -107,7 +127,7 @@ def test_a_killed_worker_loses_nothing(tmp_path, pg, server):
     retries = [t for t in study.trials if killed.number in t.system_attrs.get("retry_history", [])]
     assert [t.state for t in retries] == [TrialState.COMPLETE]
     assert retries[0].params == killed.params
-    client, (parent,), children = mlflow_runs(server)
+    client, (parent,), children = mlflow_runs(server, experiment_of(request))
     lost = client.get_run(killed.user_attrs["mlflow_run_id"])
     # both workers share this host: the survivor sees the dead pid, or its missing heartbeat,
     # whichever it checks first
@@ -121,7 +141,8 @@ def test_a_killed_worker_loses_nothing(tmp_path, pg, server):
 
 def test_sigterm_on_postgres_fails_the_trial_and_a_rerun_completes(tmp_path, pg):
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    proc = worker(tmp_path, pg, tracking, "trainer.epochs=120")
+    one_point = ["trainer.epochs=120", "study.space.model.z_dim=[2]"]  # mid-trial when signalled
+    proc = worker(tmp_path, pg, tracking, *one_point)
     wait_for_trials(pg, running_with_a_run)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) != 0
@@ -130,9 +151,9 @@ def test_sigterm_on_postgres_fails_the_trial_and_a_rerun_completes(tmp_path, pg)
     assert failed.user_attrs["fail_reason"] == "interrupted"
     client = MlflowClient(tracking)
     assert client.get_run(failed.user_attrs["mlflow_run_id"]).info.status == "KILLED"
-    rerun = worker(tmp_path, pg, tracking, "trainer.epochs=120")
+    rerun = worker(tmp_path, pg, tracking, *one_point)
     assert rerun.wait(timeout=600) == 0
-    assert complete_z(optuna.load_study(study_name="smoke-digits", storage=pg)) == [2, 4, 8]
+    assert complete_z(optuna.load_study(study_name="smoke-digits", storage=pg)) == [2]
 
 
 def test_bad_storage_is_one_line_without_the_password(tmp_path, pg, capsys):
@@ -156,10 +177,12 @@ def test_unreachable_tracking_server_stops_a_study_before_training(tmp_path, pg,
         optuna.load_study(study_name="smoke-digits", storage=pg)
 
 
-def test_tracking_server_lost_mid_trial_loses_no_finished_trial(tmp_path, pg):
-    backend, artifacts = f"sqlite:///{tmp_path / 'server.db'}", tmp_path / "artifacts"
+def test_tracking_server_lost_mid_trial_loses_no_finished_trial(tmp_path, pg, server, request):
+    """The worker reaches the server through a proxy; cutting the proxy is, to the worker, the
+    server going down (connections reset, new ones refused); a new proxy is the server back."""
+    experiment = experiment_of(request)
     env = os.environ | {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
-    with mlflow_server(backend, artifacts) as uri:
+    with tcp_proxy(server) as uri:
         args = [
             sys.executable,
             "-m",
@@ -168,6 +191,7 @@ def test_tracking_server_lost_mid_trial_loses_no_finished_trial(tmp_path, pg):
             f"storage={pg}",
             f"tracking_uri={uri}",
             "trainer.epochs=40",
+            experiment,
             *FAST,
         ]
         proc = subprocess.Popen(
@@ -193,13 +217,13 @@ def test_tracking_server_lost_mid_trial_loses_no_finished_trial(tmp_path, pg):
     assert "MlflowException" in failed.user_attrs["fail_reason"]
     kept = complete_z(study)
     assert len(kept) >= 1
-    with mlflow_server(backend, artifacts) as uri:
+    with tcp_proxy(server) as uri:  # back, at another address
         rerun = [a if not a.startswith("tracking_uri=") else f"tracking_uri={uri}" for a in args]
         assert subprocess.run(rerun, cwd=tmp_path, capture_output=True, timeout=600).returncode == 0
         study = optuna.load_study(study_name="smoke-digits", storage=pg)
         assert complete_z(study) == [2, 4, 8] and set(kept) <= {2, 4, 8}
         assert len([t for t in study.trials if t.state == TrialState.COMPLETE]) == 3
-        _, (parent,), children = mlflow_runs(uri)
+        _, (parent,), children = mlflow_runs(uri, experiment)
         assert parent.info.status == "FINISHED"
         assert sum(c.info.status == "FINISHED" for c in children) == 3
         assert "RUNNING" not in {c.info.status for c in children}

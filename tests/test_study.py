@@ -192,7 +192,8 @@ def test_a_killed_study_resumes_to_its_target_with_no_running_leftovers(tmp_path
 
 
 def test_sigterm_fails_the_trial_kills_its_run_and_a_rerun_completes(tmp_path, stores):
-    args = [sys.executable, "-m", "bench.run", "study=smoke", "trainer.epochs=120", *stores]
+    one_point = ["study.space.model.z_dim=[2]", "trainer.epochs=120"]  # mid-trial when signalled
+    args = [sys.executable, "-m", "bench.run", "study=smoke", *one_point, *stores]
     proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     wait_for_trials(stores[1].split("=", 1)[1], running_with_a_run)
     started = time.monotonic()
@@ -206,9 +207,7 @@ def test_sigterm_fails_the_trial_kills_its_run_and_a_rerun_completes(tmp_path, s
 
     assert subprocess.run(args, cwd=tmp_path, capture_output=True, timeout=600).returncode == 0
     study = load(stores)
-    assert sorted(
-        t.params["model.z_dim"] for t in study.trials if t.state == TrialState.COMPLETE
-    ) == [2, 4, 8]
+    assert [t.params["model.z_dim"] for t in study.trials if t.state == TrialState.COMPLETE] == [2]
     _, parents, children = runs(stores)
     assert [p.info.status for p in parents] == ["FINISHED"]
     assert "RUNNING" not in {c.info.status for c in children}
@@ -227,7 +226,7 @@ def two_running(trials) -> bool:
 def test_workers_on_one_machine_share_a_study_exactly(tmp_path, stores):
     grid = [2, 3, 4, 5, 6, 8]
     grid_args = [f"study.space.model.z_dim=[{','.join(map(str, grid))}]", "study.pruner=none"]
-    args = two_workers(stores, "trainer.epochs=150", *grid_args)
+    args = two_workers(stores, "trainer.epochs=30", *grid_args)
     done = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert "warning" not in done.stderr

@@ -27,6 +27,7 @@ from bench import tracking
 from bench.config import load_config
 from bench.errors import BenchError, Pruned
 from bench.job import run_job
+from bench.signals import raise_if_interrupted
 from bench.study.definition import open_study, storage_url, target
 from bench.study.local_workers import join_helpers, start_helpers
 from bench.study.parent_run import finish_parent, parent_run
@@ -40,6 +41,7 @@ from bench.study.space import Space, as_overrides, override_key, search_space, s
 from bench.study.storage import heartbeat, heartbeat_warnings_off, open_storage, study_lock
 
 NEEDS_LIKELIHOOD = ("nll", "neg_elbo")
+IDLE_POLL_SECONDS = 1.0  # a worker with nothing to claim checks this often for others' trials
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
 
 
@@ -119,6 +121,7 @@ def finished(study: optuna.Study) -> int:
 def _work(worker: Worker, wanted: int, bar: tqdm) -> None:
     """Run trials until the study has `wanted` finished ones, waiting on other workers' trials."""
     while True:
+        raise_if_interrupted()
         tracking.check_reachable(worker.client.tracking_uri)
         trial = _claim(worker, wanted)
         if trial is not None:
@@ -129,7 +132,7 @@ def _work(worker: Worker, wanted: int, bar: tqdm) -> None:
         if trial is None:
             if done >= wanted:
                 return
-            time.sleep(worker.heartbeat_seconds)
+            time.sleep(min(worker.heartbeat_seconds, IDLE_POLL_SECONDS))
 
 
 def _claim(worker: Worker, wanted: int) -> optuna.Trial | None:
