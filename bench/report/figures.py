@@ -75,16 +75,18 @@ def learning_curves(curves: pd.DataFrame, path: Path) -> Path:
     """Validation -ELBO per epoch, a line per run coloured by `label`; pruned runs dashed, up
     to the epoch they were stopped at."""
     fig, ax = _axes()
+    pruned = (curves["status"] == "pruned").any()
     sns.lineplot(
         curves,
         x="epoch",
         y="value",
         hue="label",
-        style="status",
-        style_order=["finished", "pruned"],
+        style="status" if pruned else None,
+        style_order=["finished", "pruned"] if pruned else None,
         units="run",
         estimator=None,
         ax=ax,
     )
+    sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     ax.set(ylabel="validation -ELBO (nats)", title="learning curves")
     return _save(fig, path)
