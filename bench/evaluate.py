@@ -7,6 +7,7 @@ import torch
 from bench.data import Dataset
 from bench.signals import raise_if_interrupted
 from models.base import LOG_2PI, LatentModel, kl_normal, log_normal_std
+from models.likelihood import Gaussian
 
 
 def log_weights(
@@ -113,12 +114,10 @@ def evaluate(
     metrics: dict[str, float] = {"active_units": active_units(model, x, y, threshold)}
     if not model.stochastic:
         recon = model.likelihood.neg_log_prob(model.decode(model.encode(x)[0]), x)
-        return {**metrics, "recon": float(recon.double().mean())}
+        return {**metrics, **_recon_metrics(float(recon.double().mean()), model, data)}
     terms = iw_terms(model, x, y, k, rows_per_chunk)
-    metrics |= {
-        "recon": float(terms["recon"].mean()),
-        "kl": float(terms["kl"].mean()),
-    }
+    metrics |= _recon_metrics(float(terms["recon"].mean()), model, data)
+    metrics["kl"] = float(terms["kl"].mean())
     neg_elbo, log_px = terms["recon"] + terms["kl"], terms["log_px"]
     if model.conditional:
         metrics["neg_elbo_conditional"] = float(neg_elbo.mean())
@@ -130,6 +129,15 @@ def evaluate(
     bpd = bits_per_dim(metrics["nll"], data, model.likelihood.name)
     if bpd is not None:
         metrics["bits_per_dim"] = bpd
+    return metrics
+
+
+def _recon_metrics(recon: float, model: LatentModel, data: Dataset) -> dict[str, float]:
+    """recon, and for a Gaussian decoder the sigma^2 that would maximize it (the per-pixel mean
+    squared error under q): how far the chosen output variance is from this run's own optimum."""
+    metrics = {"recon": recon}
+    if isinstance(model.likelihood, Gaussian):
+        metrics["optimal_variance"] = model.likelihood.optimal_variance(recon, data.x_dim)
     return metrics
 
 

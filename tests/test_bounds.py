@@ -103,3 +103,17 @@ def test_chunked_logsumexp_is_exact(setup, k, rows):
         rtol=0,
         atol=1e-9,
     )
+
+
+def test_optimal_variance_is_the_closed_form_mean_squared_error(setup):
+    """E_q |x - Wz - b|^2 / D, closed form for the linear-Gaussian model, from the recon term."""
+    model, x, _, w, b = setup
+    worse = perturbed(model)
+    torch.manual_seed(0)
+    recon = float(iw_terms(worse, x, None, k=2000)["recon"].mean())
+    with torch.no_grad():
+        mu, logvar = worse.encode(x)
+        fit = (x - mu @ w.T - b).pow(2).sum(-1) + (logvar.exp() * (w * w).sum(0)).sum(-1)
+    expected = float(fit.mean()) / D
+    assert worse.likelihood.optimal_variance(recon, D) == pytest.approx(expected, rel=0.01)
+    assert expected != pytest.approx(S2, rel=0.1)  # a real optimum, not the decoder's own sigma^2

@@ -84,3 +84,24 @@ def test_missing_study_and_unreachable_server_are_one_line(tmp_path, capsys):
     assert err[0].startswith("error: no study named 'smoke-digits'")
     assert err[1].startswith("error: tracking server http://127.0.0.1:9 is unreachable")
     assert report_main([f"tracking_uri=sqlite:///{tmp_path / 'none.db'}"]) == 2
+
+
+def test_a_variance_sweep_reports_each_runs_own_optimal_variance(tmp_path):
+    sweep = [
+        "study=smoke",
+        "model.likelihood=gaussian",
+        "data.binarize=none",
+        "~study.space.model.z_dim",
+        "+study.space.model.output_variance=[0.05,0.5]",
+        f"tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
+        f"storage=sqlite:///{tmp_path / 'optuna.db'}",
+    ]
+    assert run_main(sweep) == 0
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    trials = [r for r in runs if "trial" in r.data.tags]
+    assert len(trials) == 2 and all(r.data.metrics["test/optimal_variance"] > 0 for r in trials)
+    out = tmp_path / "reports" / "smoke-digits"
+    text = (out / "README.md").read_text()
+    assert "| σ²* |" in text and "the σ² that would maximize its own reconstruction" in text
+    assert png_size(out / "optimal_variance.png") == figures.PIXELS

@@ -6,6 +6,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker as ticker  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
@@ -68,6 +69,34 @@ def active_units(table: pd.DataFrame, path: Path) -> Path:
     top = float(pd.to_numeric(table["z_dim"]).max())
     ax.plot([0, top], [0, top], color="grey", linestyle=":", label="all active")
     ax.set(xlabel="z_dim", ylabel="active units (Var E_q[z] > 0.01)", title="active units")
+    return _save(fig, path)
+
+
+def optimal_variance(table: pd.DataFrame, path: Path) -> Path:
+    """Each run's own optimum sigma^2 (per-pixel squared error under q) against its decoder's;
+    the best run ringed."""
+    data = table.dropna(subset=["optimal_variance"])
+    both = data[["output_variance", "optimal_variance"]]
+    fig, ax = _axes()
+    sns.scatterplot(data, x="output_variance", y="optimal_variance", hue="variant", s=50, ax=ax)
+    ends = [both.min().min(), both.max().max()]
+    ax.plot(ends, ends, color="grey", linestyle=":", label="σ²* = σ²")
+    best = data.loc[data["nll"].idxmin()]
+    ax.scatter(
+        [best["output_variance"]],
+        [best["optimal_variance"]],
+        s=160,
+        facecolors="none",
+        edgecolors="black",
+        label="best nll",
+    )
+    ax.set(xscale="log", yscale="log", xlabel="decoder σ² (swept)", ylabel="σ²*: per-pixel MSE")
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_locator(ticker.LogLocator(subs=(1, 2, 5)))
+        axis.set_major_formatter(ticker.FormatStrFormatter("%.3g"))
+        axis.set_minor_formatter(ticker.NullFormatter())
+    ax.set_title("each run's own optimal output variance")
+    ax.legend()
     return _save(fig, path)
 
 

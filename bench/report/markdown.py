@@ -19,7 +19,6 @@ from bench.report.references import differences, matching
 from bench.report.runs import StudyRuns, download_artifacts, epoch_series, load_study_runs
 from bench.report.table import (
     ALIASES,
-    METRICS,
     aggregate,
     as_int,
     best_index,
@@ -28,6 +27,7 @@ from bench.report.table import (
     metric_header,
     num,
     run_table,
+    shown_metrics,
     x_axis,
 )
 
@@ -92,7 +92,8 @@ def _markdown(
 def results_table(rows: pd.DataFrame, study: StudyRuns) -> list[str]:
     extra = [k for k in study.swept() if k not in ALIASES]
     setup = ["variant", "z_dim", "h_dim", "likelihood", "σ²", "epochs", *extra]
-    header = ["", "trials", *setup, *[metric_header(m, rows) for m in METRICS], "n"]
+    metrics = shown_metrics(rows)
+    header = ["", "trials", *setup, *[metric_header(m, rows) for m in metrics], "n"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     best = best_index(rows)
     for i, row in rows.iterrows():
@@ -107,7 +108,7 @@ def results_table(rows: pd.DataFrame, study: StudyRuns) -> list[str]:
             as_int(row["epochs"]),
             *[str(row[k]) for k in extra],
         ]
-        cells += [cell(row, m) for m in METRICS] + [str(int(row["n"]))]
+        cells += [cell(row, m) for m in metrics] + [str(int(row["n"]))]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -126,6 +127,12 @@ def closeness(rows: pd.DataFrame, study: StudyRuns) -> str:
         f"(importance-weighted, k={as_int(best['k'])}), −ELBO {best['neg_elbo']:.2f}, so the "
         f"ELBO sits {best['bound_gap']:.2f} nats below it."
     )
+    if pd.notna(best["optimal_variance"]):
+        text += (
+            f" Its decoder variance is σ²={num(best['output_variance'], 4)}; the σ² that would "
+            f"maximize its own reconstruction likelihood (the per-pixel squared error under q) "
+            f"is σ²*={num(best['optimal_variance'], 4)}."
+        )
     if tight.name != best.name:
         text += (
             f" The tightest ELBO is {label(tight, study)}'s, {tight['bound_gap']:.2f} nats "
@@ -210,6 +217,8 @@ def _figures(study: StudyRuns, table: pd.DataFrame, rows: pd.DataFrame, out: Pat
         figures.rate_distortion(table, out / "rate_distortion.png"),
         figures.active_units(table, out / "active_units.png"),
     ]
+    if x == "output_variance" and table["optimal_variance"].notna().any():
+        made.append(figures.optimal_variance(table, out / "optimal_variance.png"))
     curves = learning_curves(study, table, x)
     if len(curves):
         made.append(figures.learning_curves(curves, out / "learning_curves.png"))

@@ -23,6 +23,7 @@ METRICS = {
     "bound_gap": "metrics.test/bound_gap",
     "bits_per_dim": "metrics.test/bits_per_dim",
     "active_units": "metrics.test/active_units",
+    "optimal_variance": "metrics.test/optimal_variance",
     "train_seconds": "metrics.train_seconds",
     "samples_per_s": "metrics.train_samples_per_s",
 }
@@ -34,6 +35,7 @@ HEADERS = {
     "bound_gap": "gap",
     "bits_per_dim": "bits/dim",
     "active_units": "AU",
+    "optimal_variance": "σ²*",
     "train_seconds": "train s",
     "samples_per_s": "samples/s",
 }
@@ -44,7 +46,12 @@ ALIASES = {
     "model.output_variance": "output_variance",
     "trainer.seed": "seed",
 }
-DECIMALS = {"active_units": 1, "train_seconds": 1, "samples_per_s": 0}
+DECIMALS = {"active_units": 1, "optimal_variance": 4, "train_seconds": 1, "samples_per_s": 0}
+GAUSSIAN_ONLY = {"optimal_variance"}  # columns shown only when some run has a Gaussian decoder
+
+
+def shown_metrics(rows: pd.DataFrame) -> list[str]:
+    return [m for m in METRICS if m not in GAUSSIAN_ONLY or rows[m].notna().any()]
 
 
 def run_table(study: StudyRuns, runs: pd.DataFrame | None = None) -> pd.DataFrame:
