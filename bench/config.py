@@ -28,8 +28,7 @@ def load_config(overrides: list[str], config_name: str = "config") -> DictConfig
         with initialize_config_module("bench.conf", version_base=None):
             cfg = compose(config_name, overrides=overrides)
     except MissingConfigException as e:
-        options = [o for o in e.options or [] if not o.startswith("_")]
-        choices = f": choose one of {', '.join(options)}" if options else ""
+        choices = f": choose one of {', '.join(e.options)}" if e.options else ""
         raise BenchError(f"{_first_line(e)}{choices}") from None
     except (HydraException, OmegaConfBaseException) as e:
         raise BenchError(_one_line(e)) from None
