@@ -62,6 +62,8 @@ def validate(cfg: DictConfig) -> None:
         raise BenchError(
             f"model.likelihood must be bernoulli or gaussian, got {model.likelihood!r}"
         )
+    if model.likelihood == "bernoulli" and cfg.data.name == "linear":
+        raise BenchError("data=linear is continuous: it needs model.likelihood=gaussian")
     if model.likelihood == "bernoulli" and cfg.data.binarize == "none":
         raise BenchError(
             "model.likelihood=bernoulli needs binary data (BCE on grey levels is not a "
@@ -73,6 +75,12 @@ def validate(cfg: DictConfig) -> None:
     _at_least("eval.k", cfg.eval.k, 1, int)
     if cfg.eval.rows_per_chunk != "auto":
         _at_least("eval.rows_per_chunk", cfg.eval.rows_per_chunk, 1, int)
+    if cfg.eval.gap_examples != "auto":
+        _at_least("eval.gap_examples", cfg.eval.gap_examples, 0, int)
+    for key in ("samples", "cycle_steps", "max_cycles", "check_samples"):
+        _at_least(f"eval.gap_search.{key}", cfg.eval.gap_search[key], 1, int)
+    _positive("eval.gap_search.lr", cfg.eval.gap_search.lr)
+    _at_least("eval.gap_search.tol", cfg.eval.gap_search.tol, 0)
     if trainer.compile not in COMPILE_SETTINGS:
         raise BenchError(
             f"trainer.compile must be one of {', '.join(COMPILE_SETTINGS)}, got {trainer.compile!r}"

@@ -6,6 +6,8 @@ Pixels are kept as integer levels k in [0, L-1]. What the model sees:
 - binarize=none: uniform dequantization x = (k + u)/L, fresh u every epoch (train),
   so a Gaussian density on x bounds the discrete likelihood of k (Theis et al. 2016).
 Validation and test are transformed once with fixed seeds: every run is scored on the same data.
+Data of known density (`bench.synthetic`: mixture, linear) carry it as `density`; their draws are
+binary levels (L = 2, binarization is the identity) or continuous floats (used as they are).
 """
 
 import gzip
@@ -15,13 +17,16 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from bench.errors import BenchError
 from bench.idx import read_split
+
+if TYPE_CHECKING:
+    from bench.synthetic.load import Density
 
 BINARIZE = ("dynamic", "static", "none")
 IDX_FILES = (
@@ -31,11 +36,12 @@ IDX_FILES = (
     "t10k-labels-idx1-ubyte",
 )
 TORCHVISION_CLASSES = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST", "kmnist": "KMNIST"}
+SYNTHETIC = ("mixture", "linear")
 
 
 @dataclass
 class Split:
-    levels: torch.Tensor  # uint8 pixel levels, (N, D)
+    levels: torch.Tensor  # uint8 pixel levels, (N, D); float32 values for continuous data
     labels: torch.Tensor  # int64, (N,)
 
     def __len__(self) -> int:
@@ -49,11 +55,12 @@ class Dataset:
     val: Split
     test: Split
     image_shape: tuple[int, int]
-    n_levels: int
+    n_levels: int  # 0: continuous data
     n_classes: int
     binarize: str
     seed: int
     sha256: dict[str, str] = field(default_factory=dict)
+    density: "Density | None" = None  # the data's own density, when known exactly
     val_x: torch.Tensor = field(init=False)
     test_x: torch.Tensor = field(init=False)
     _static_train_x: torch.Tensor | None = field(init=False, default=None)
@@ -72,11 +79,23 @@ class Dataset:
     def is_binary(self) -> bool:
         return self.binarize != "none"
 
+    @property
+    def is_continuous(self) -> bool:
+        return self.n_levels == 0
+
+    def neg_log_p_data(self, split: str) -> torch.Tensor | None:
+        """-ln p_data(x) per example of the val or test split (float64), when it is known."""
+        if self.density is None:
+            return None
+        return -self.density.log_prob(self.split_x(split)[0].cpu()).to(self.val_x.device)
+
     def _generator(self, stream: int) -> torch.Generator:
         return torch.Generator(self.train.levels.device).manual_seed(self.seed * 1000 + stream)
 
     def transform(self, levels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Binary draws as bool (1 byte a pixel; batches become float when taken) or floats."""
+        if self.is_continuous:
+            return levels
         if self.binarize == "none":
             noise = torch.rand(levels.shape, generator=generator, device=levels.device)
             return (levels.float() + noise) / self.n_levels
@@ -106,7 +125,11 @@ class Dataset:
         return self.transform(self.train.levels, generator)
 
     def provenance(self) -> dict[str, Any]:
-        return {
+        known = {}
+        if self.density is not None:
+            known = {"density": self.density.name}
+            known |= {f"density.{k}": v for k, v in self.density.summary().items()}
+        return known | {
             "dataset": self.name,
             "n_train": len(self.train),
             "n_val": len(self.val),
@@ -123,14 +146,11 @@ def load(cfg: Any, device: torch.device | str = "cpu") -> Dataset:
         raise BenchError(
             f"data.binarize must be one of {', '.join(BINARIZE)}, got {cfg.binarize!r}"
         )
-    if cfg.name == "digits":
-        images, labels, test_images, test_labels, n_levels, sha = _digits(cfg)
-    elif cfg.name in TORCHVISION_CLASSES:
-        images, labels, test_images, test_labels, sha = _torchvision(cfg)
-        n_levels = 256
-    else:
-        names = ", ".join(["digits", *TORCHVISION_CLASSES])
-        raise BenchError(f"unknown dataset {cfg.name!r}: choose one of {names}")
+    if cfg.name in SYNTHETIC:
+        from bench.synthetic.load import load as load_synthetic
+
+        return load_synthetic(cfg, device)
+    images, labels, test_images, test_labels, n_levels, sha = _read(cfg)
     side = int(round(images.shape[1] ** 0.5))
     train, val = _hold_out(images, labels, int(cfg.val_size), int(cfg.seed))
     to = lambda s: Split(s.levels.to(device), s.labels.to(device))  # noqa: E731
@@ -146,6 +166,22 @@ def load(cfg: Any, device: torch.device | str = "cpu") -> Dataset:
         seed=int(cfg.seed),
         sha256=sha,
     )
+
+
+def source_images(cfg: Any) -> tuple[torch.Tensor, int, dict[str, str]]:
+    """The training images of a real dataset as levels, their number of levels and sha256s."""
+    images, _, _, _, n_levels, sha = _read(cfg)
+    return images, n_levels, sha
+
+
+def _read(cfg: Any):
+    if cfg.name == "digits":
+        return _digits(cfg)
+    if cfg.name in TORCHVISION_CLASSES:
+        train_x, train_y, test_x, test_y, sha = _torchvision(cfg)
+        return train_x, train_y, test_x, test_y, 256, sha
+    names = ", ".join(["digits", *TORCHVISION_CLASSES, *SYNTHETIC])
+    raise BenchError(f"unknown dataset {cfg.name!r}: choose one of {names}")
 
 
 def _hold_out(

@@ -1,59 +1,48 @@
-"""Test-split evaluation in nats per example: recon, KL, -ELBO, importance-weighted nll, ..."""
+"""Test-split evaluation in nats per example, each mean with its standard error: recon, KL,
+-ELBO, the importance-weighted nll (and at k = 1, 10, 100, ...), where the data's density is known
+its entropy and the run's excess over it, and the gap decomposition on a fixed subset."""
 
 import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
 from bench.data import Dataset
-from bench.signals import raise_if_interrupted
-from models.base import LOG_2PI, LatentModel, kl_normal, log_normal_std
+from bench.estimators.gaps import decompose
+from bench.estimators.iw import iw_terms, prefix_sizes
+from bench.estimators.optimal_q import Search
+from bench.estimators.stats import mean_se, paired_difference
+from models.base import LatentModel
 from models.likelihood import Gaussian
 
 
-def log_weights(
-    model: LatentModel,
-    x: torch.Tensor,
-    y: torch.Tensor | None,
-    q: tuple[torch.Tensor, torch.Tensor],
-    k: int,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """ln p(x|z_i) + ln p(z_i) - ln q(z_i|x) and ln p(x|z_i) for z_i ~ q = (mu, logvar), (k, B)."""
-    mu, logvar = q
-    eps = torch.randn(k, *mu.shape, device=mu.device, dtype=mu.dtype)
-    z = mu + eps * (0.5 * logvar).exp()
-    log_px_z = -model.likelihood.neg_log_prob(model.decode(z, y), x)
-    log_qz = -0.5 * (eps.pow(2) + LOG_2PI + logvar).sum(-1)
-    return log_px_z + log_normal_std(z) - log_qz, log_px_z
+@dataclass(frozen=True)
+class EvalSettings:
+    k: int = 1000
+    rows_per_chunk: int = 2048
+    active_units_threshold: float = 0.01
+    gap_examples: int = 0  # the first N test examples get the gap decomposition; 0: none
+    search: Search = Search()
+
+    @classmethod
+    def from_config(cls, cfg: Any, rows_per_chunk: int) -> "EvalSettings":
+        return cls(
+            k=int(cfg.k),
+            rows_per_chunk=rows_per_chunk,
+            active_units_threshold=float(cfg.active_units_threshold),
+            gap_examples=int(cfg.gap_examples),  # resolved from auto by the job
+            search=Search(**cfg.gap_search),
+        )
 
 
-def rows_per_chunk(setting: int | str, device: torch.device) -> int:
-    if setting == "auto":
-        return 131072 if device.type == "cuda" else 2048
-    return int(setting)
-
-
-@torch.no_grad()
-def iw_terms(
-    model: LatentModel, x: torch.Tensor, y: torch.Tensor | None, k: int, rows_per_chunk: int = 2048
-) -> dict[str, torch.Tensor]:
-    """Per-example float64 `log_px` (the IW-k bound), `recon` (mean over the k samples), `kl`."""
-    samples = min(k, rows_per_chunk)
-    batch = max(1, rows_per_chunk // samples)
-    out: dict[str, list[torch.Tensor]] = {"log_px": [], "recon": [], "kl": []}
-    for start in range(0, len(x), batch):
-        xb = x[start : start + batch]
-        yb = None if y is None else y[start : start + batch]
-        q = model.encode(xb, yb)
-        lse, recon_sum = [], 0.0
-        for done in range(0, k, samples):
-            raise_if_interrupted()
-            lw, log_px_z = log_weights(model, xb, yb, q, min(samples, k - done))
-            lse.append(torch.logsumexp(lw.double(), 0))
-            recon_sum = recon_sum - log_px_z.double().sum(0)
-        out["log_px"].append(torch.logsumexp(torch.stack(lse), 0) - math.log(k))
-        out["recon"].append(recon_sum / k)
-        out["kl"].append(kl_normal(*q).double())
-    return {name: torch.cat(parts) for name, parts in out.items()}
+@dataclass
+class Evaluation:
+    metrics: dict[str, float]
+    per_example: dict[str, torch.Tensor] = field(default_factory=dict)  # float64, one per example
+    nll_at_k: dict[int, float] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
 
 
 @torch.no_grad()
@@ -90,68 +79,144 @@ def active_units(
 
 def bits_per_dim(nll: float, data: Dataset, likelihood: str) -> float | None:
     """Bernoulli on binary data: a discrete likelihood. Gaussian on dequantized levels: the
-    density bounds the discrete likelihood after adding D ln L (bin width 1/L). Otherwise None."""
+    density bounds the discrete likelihood after adding D ln L (bin width 1/L). Continuous data
+    (a density on R^D) and mismatched pairs: None."""
     d = data.x_dim
     if likelihood == "bernoulli" and data.is_binary:
         return nll / (d * math.log(2))
-    if likelihood == "gaussian" and not data.is_binary:
+    if likelihood == "gaussian" and not data.is_binary and not data.is_continuous:
         return (nll + d * math.log(data.n_levels)) / (d * math.log(2))
     return None
 
 
 @torch.no_grad()
 def evaluate(
-    model: LatentModel,
-    data: Dataset,
-    k: int,
-    rows_per_chunk: int = 2048,
-    threshold: float = 0.01,
-    split: str = "test",
-) -> dict[str, float]:
-    """Metrics on the test (or val) split; one that does not apply is left out, never zero."""
+    model: LatentModel, data: Dataset, settings: EvalSettings, split: str = "test"
+) -> Evaluation:
+    """Metrics on the test (or val) split; one that does not apply is left out, never zero.
+    The per-example vectors, nll at each k and the gap decomposition: test split only."""
     model.eval()
     x, y = data.split_x(split)
-    metrics: dict[str, float] = {"active_units": active_units(model, x, y, threshold)}
+    result = Evaluation(
+        {"active_units": active_units(model, x, y, settings.active_units_threshold)}
+    )
+    neg_log_p_data = data.neg_log_p_data(split)
+    if neg_log_p_data is not None:
+        _add(result, "neg_log_p_data", neg_log_p_data, "data_entropy")
     if not model.stochastic:
-        recon = model.likelihood.neg_log_prob(model.decode(model.encode(x)[0]), x)
-        return {**metrics, **_recon_metrics(float(recon.double().mean()), model, data)}
-    terms = iw_terms(model, x, y, k, rows_per_chunk)
-    metrics |= _recon_metrics(float(terms["recon"].mean()), model, data)
-    metrics["kl"] = float(terms["kl"].mean())
-    neg_elbo, log_px = terms["recon"] + terms["kl"], terms["log_px"]
+        recon = model.likelihood.neg_log_prob(model.decode(model.encode(x)[0]), x).double()
+        _add_recon(result, recon, model, data)
+        return _test_only(result, split)
+    started = time.perf_counter()
+    terms = iw_terms(model, x, y, settings.k, settings.rows_per_chunk)
+    _add_recon(result, terms["recon"], model, data)
+    _add(result, "kl", terms["kl"])
+    neg_elbo, log_px_at_k = terms["recon"] + terms["kl"], terms["log_px_at_k"]
     if model.conditional:
-        metrics["neg_elbo_conditional"] = float(neg_elbo.mean())
-        metrics["nll_conditional"] = float(-log_px.mean())
-        neg_elbo, log_px = _marginal_over_labels(model, data, x, k, rows_per_chunk)
-    metrics["neg_elbo"] = float(neg_elbo.mean())
-    metrics["nll"] = float(-log_px.mean())
-    metrics["bound_gap"] = metrics["neg_elbo"] - metrics["nll"]
-    bpd = bits_per_dim(metrics["nll"], data, model.likelihood.name)
-    if bpd is not None:
-        metrics["bits_per_dim"] = bpd
-    return metrics
+        _add(result, "neg_elbo_conditional", neg_elbo)
+        _add(result, "nll_conditional", -terms["log_px"])
+        neg_elbo, log_px_at_k = _marginal_over_labels(model, data, x, settings)
+    result.metrics["iw_seconds"] = time.perf_counter() - started
+    _add_bound(result, neg_elbo, -log_px_at_k, settings.k, data, model)
+    if split == "test" and settings.gap_examples > 0:
+        _add_gaps(result, model, x, y, terms, settings)
+    return _test_only(result, split)
 
 
-def _recon_metrics(recon: float, model: LatentModel, data: Dataset) -> dict[str, float]:
+def _add(result: Evaluation, name: str, values: torch.Tensor, metric: str | None = None) -> None:
+    """A per-example vector, its mean as `metric` (default: its name) and the mean's SE."""
+    result.per_example[name] = values.double()
+    metric = metric or name
+    result.metrics[metric], result.metrics[f"{metric}_se"] = mean_se(values)
+
+
+def _add_paired(result: Evaluation, name: str, a: str, b: str) -> None:
+    result.metrics[name], result.metrics[f"{name}_se"] = paired_difference(
+        result.per_example[a], result.per_example[b]
+    )
+
+
+def _add_recon(result: Evaluation, recon: torch.Tensor, model: LatentModel, data: Dataset) -> None:
     """recon, and for a Gaussian decoder the sigma^2 that would maximize it (the per-pixel mean
     squared error under q): how far the chosen output variance is from this run's own optimum."""
-    metrics = {"recon": recon}
+    _add(result, "recon", recon)
     if isinstance(model.likelihood, Gaussian):
-        metrics["optimal_variance"] = model.likelihood.optimal_variance(recon, data.x_dim)
-    return metrics
+        optimal = model.likelihood.optimal_variance
+        result.metrics["optimal_variance"] = optimal(result.metrics["recon"], data.x_dim)
+        scale = 2 * model.likelihood.variance / data.x_dim  # sigma^2* is linear in recon
+        result.metrics["optimal_variance_se"] = scale * result.metrics["recon_se"]
+
+
+def _add_bound(
+    result: Evaluation,
+    neg_elbo: torch.Tensor,
+    nll_at_k: torch.Tensor,
+    k: int,
+    data: Dataset,
+    model: LatentModel,
+) -> None:
+    """-ELBO, nll (and at each prefix k of the same samples: rows of `nll_at_k`), their gap, and
+    where the data's density is known the excess of each over it."""
+    _add(result, "neg_elbo", neg_elbo)
+    _add(result, "nll", nll_at_k[-1])
+    _add_paired(result, "bound_gap", "neg_elbo", "nll")
+    result.nll_at_k = {k: float(v.mean()) for k, v in zip(prefix_sizes(k), nll_at_k, strict=True)}
+    bpd = bits_per_dim(result.metrics["nll"], data, model.likelihood.name)
+    if bpd is not None:
+        result.metrics["bits_per_dim"] = bpd
+        result.metrics["bits_per_dim_se"] = bpd * result.metrics["nll_se"] / result.metrics["nll"]
+    if "neg_log_p_data" in result.per_example:
+        _add_paired(result, "excess", "nll", "neg_log_p_data")
+        _add_paired(result, "elbo_excess", "neg_elbo", "neg_log_p_data")
+
+
+def _add_gaps(
+    result: Evaluation,
+    model: LatentModel,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    terms: dict[str, torch.Tensor],
+    settings: EvalSettings,
+) -> None:
+    """On the first `gap_examples` test examples; the cvae's conditional on the true label."""
+    subset = slice(0, min(settings.gap_examples, len(x)))
+    encoder_terms = {name: terms[name][subset] for name in ("recon", "kl", "log_px")}
+    labels = y[subset] if model.conditional else None
+    gaps = decompose(
+        model,
+        x[subset],
+        labels,
+        encoder_terms,
+        settings.k,
+        settings.rows_per_chunk,
+        settings.search,
+    )
+    result.metrics |= gaps.metrics
+    padded = torch.full((len(x),), math.nan, dtype=torch.float64, device=x.device)
+    padded[subset] = gaps.neg_elbo_optimal
+    result.per_example["neg_elbo_optimal"] = padded
+    result.tags["approximation_gap_nll_from"] = gaps.proposal
+
+
+def _test_only(result: Evaluation, split: str) -> Evaluation:
+    """The val split's evaluation ranks trials: its means only."""
+    if split != "test":
+        result.per_example, result.nll_at_k = {}, {}
+    return result
 
 
 def _marginal_over_labels(
-    model: LatentModel, data: Dataset, x: torch.Tensor, k: int, rows_per_chunk: int
+    model: LatentModel, data: Dataset, x: torch.Tensor, settings: EvalSettings
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """-ELBO and ln p(x) with the label summed out: ln p(x) = logsumexp_y ln p(y) + ln p(x|y),
-    p(y) the training-label frequencies. The ELBO side uses the same sum over per-label ELBOs."""
+    """-ELBO and ln p(x) (at each prefix k) with the label summed out: ln p(x) = logsumexp_y
+    ln p(y) + ln p(x|y), p(y) the training-label frequencies. The ELBO side uses the same sum
+    over per-label ELBOs."""
     counts = torch.bincount(data.train.labels, minlength=data.n_classes).double()
     log_prior = (counts / counts.sum()).log()
     elbos, log_pxs = [], []
     for label in range(data.n_classes):
         y = torch.full((len(x),), label, dtype=torch.long, device=x.device)
-        terms = iw_terms(model, x, y, k, rows_per_chunk)
+        terms = iw_terms(model, x, y, settings.k, settings.rows_per_chunk)
         elbos.append(log_prior[label] - terms["recon"] - terms["kl"])
-        log_pxs.append(log_prior[label] + terms["log_px"])
+        log_pxs.append(log_prior[label] + terms["log_px_at_k"])
     return -torch.logsumexp(torch.stack(elbos), 0), torch.logsumexp(torch.stack(log_pxs), 0)

@@ -12,7 +12,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from bench import images, tracking
 from bench.data import Dataset, load
-from bench.evaluate import evaluate, rows_per_chunk
+from bench.estimators.iw import rows_per_chunk
+from bench.evaluate import EvalSettings, Evaluation, evaluate
+from bench.per_example import PER_EXAMPLE, per_example_table
+from bench.synthetic.load import save as save_density
 from bench.train import EpochCallback, compile_mode, pick_device, steps, train
 from models import build_likelihood, variant
 from models.base import LatentModel
@@ -46,7 +49,7 @@ def run_job(
     """
     device = pick_device(cfg.trainer.device)
     data = load(cfg.data, device)
-    cfg = resolved(cfg, device, len(data.train))
+    cfg = resolved(cfg, device, data)
     model = build_model(cfg.model, data, cfg.trainer.seed).to(device)
     _log_setup(client, run_id, cfg, data, device)
 
@@ -62,23 +65,34 @@ def run_job(
         "train_seconds": seconds,
         "train_samples_per_s": cfg.trainer.epochs * len(data.train) / seconds,
     }
+    settings = EvalSettings.from_config(cfg.eval, cfg.eval.rows_per_chunk)
     for split in ("val", "test") if validate else ("test",):
         torch.manual_seed(cfg.trainer.seed)
-        metrics = evaluate(
-            model, data, cfg.eval.k, cfg.eval.rows_per_chunk, cfg.eval.active_units_threshold, split
-        )
-        results |= {f"{EVAL_PREFIX[split]}/{name}": value for name, value in metrics.items()}
+        evaluation = evaluate(model, data, settings, split)
+        results |= {f"{EVAL_PREFIX[split]}/{k}": v for k, v in evaluation.metrics.items()}
     tracking.log_metrics(client, run_id, results, step=cfg.trainer.epochs)
-    _log_artifacts(client, run_id, cfg, model, data)
+    _log_evaluation(client, run_id, evaluation)
+    _log_artifacts(client, run_id, cfg, model, data, evaluation)
     return results
 
 
-def resolved(cfg: DictConfig, device: torch.device, n_train: int) -> DictConfig:
-    """A copy with the `auto` settings that depend on the device made explicit (and logged)."""
+def resolved(cfg: DictConfig, device: torch.device, data: Dataset) -> DictConfig:
+    """A copy with the `auto` settings made explicit (and logged): those that depend on the
+    device, and the gap decomposition's subset size, from the test split's."""
     cfg = copy.deepcopy(cfg)
-    cfg.trainer.compile = compile_mode(cfg.trainer.compile, device, steps(cfg.trainer, n_train))
+    train_steps = steps(cfg.trainer, len(data.train))
+    cfg.trainer.compile = compile_mode(cfg.trainer.compile, device, train_steps)
     cfg.eval.rows_per_chunk = rows_per_chunk(cfg.eval.rows_per_chunk, device)
+    if cfg.eval.gap_examples == "auto":
+        cfg.eval.gap_examples = min(1000, len(data.test) // 8)
     return cfg
+
+
+def _log_evaluation(client: MlflowClient, run_id: str, evaluation: Evaluation) -> None:
+    """The IW bound at each prefix k as `test/nll_at_k` (step = k), and the evaluation's tags."""
+    for k, nll in evaluation.nll_at_k.items():
+        tracking.log_metrics(client, run_id, {"test/nll_at_k": nll}, step=k)
+    tracking.set_tags(client, run_id, {f"test.{k}": v for k, v in evaluation.tags.items()})
 
 
 def _log_setup(
@@ -95,12 +109,20 @@ def _log_setup(
 
 
 def _log_artifacts(
-    client: MlflowClient, run_id: str, cfg: DictConfig, model: LatentModel, data: Dataset
+    client: MlflowClient,
+    run_id: str,
+    cfg: DictConfig,
+    model: LatentModel,
+    data: Dataset,
+    evaluation: Evaluation,
 ) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
         torch.save(model.state_dict(), out / "model.pt")
+        per_example_table(evaluation, data).to_csv(out / PER_EXAMPLE, index_label="example")
+        if data.density is not None:
+            save_density(data.density, out / f"data_{data.density.name}.npz")
         model.eval()
         images.sample_grid(model, data, out / "samples.png")
         images.reconstruction_grid(model, data, out / "reconstructions.png")

@@ -21,12 +21,16 @@ from bench.study.storage import safe_url
 from bench.study.summary import best_trials_table
 
 SHOWN = (
+    "data_entropy",
     "recon",
     "kl",
     "neg_elbo",
     "nll",
     "nll_conditional",
     "bound_gap",
+    "excess",
+    "amortization_gap",
+    "approximation_gap",
     "bits_per_dim",
     "active_units",
 )
@@ -63,7 +67,9 @@ def _print_run(cfg: DictConfig, run_id: str, metrics: dict[str, float]) -> None:
     print(f"run {run_id} in experiment {cfg.experiment!r} at {uri}")
     for key in SHOWN:
         if f"test/{key}" in metrics:
-            print(f"  test/{key:<16} {metrics[f'test/{key}']:10.3f}")
+            se = metrics.get(f"test/{key}_se")
+            error = f" ± {se:.3f}" if se is not None else ""
+            print(f"  test/{key:<18} {metrics[f'test/{key}']:10.3f}{error}")
 
 
 def _print_study(cfg: DictConfig, result: StudyResult, report: Path) -> None:

@@ -11,7 +11,10 @@ import pytest
 import torch
 from torch.distributions import MultivariateNormal
 
-from bench.evaluate import iw_terms, log_weights
+from bench.estimators.gaps import decompose
+from bench.estimators.iw import iw_terms, log_weights, prefix_sizes
+from bench.estimators.optimal_q import Search
+from bench.estimators.stats import mean_se, paired_difference
 from models import Gaussian, variant
 
 D, Z, S2, N = 12, 3, 0.3, 400
@@ -117,3 +120,54 @@ def test_optimal_variance_is_the_closed_form_mean_squared_error(setup):
     expected = float(fit.mean()) / D
     assert worse.likelihood.optimal_variance(recon, D) == pytest.approx(expected, rel=0.01)
     assert expected != pytest.approx(S2, rel=0.1)  # a real optimum, not the decoder's own sigma^2
+
+
+def gaps_of(model, x):
+    torch.manual_seed(0)
+    terms = iw_terms(model, x, None, k=1000)
+    return decompose(model, x, None, terms, k=1000, rows_per_chunk=100_000, search=Search())
+
+
+def test_with_the_true_posterior_both_gaps_vanish(setup):
+    model, x, log_px, _, _ = setup
+    gaps = gaps_of(model, x[:100]).metrics
+    assert abs(gaps["amortization_gap"]) < 0.02 and abs(gaps["approximation_gap"]) < 0.02
+    assert gaps["gap_subset_nll"] == pytest.approx(float(-log_px[:100].mean()), abs=1e-6)
+
+
+def test_q_star_recovers_the_true_posterior_from_a_perturbed_encoder(setup):
+    """The true posterior is in the Gaussian family: all of the gap is amortization."""
+    model, x, log_px, w, b = setup
+    worse = perturbed(model)
+    gaps = gaps_of(worse, x[:100])
+    with torch.no_grad():
+        neg_elbo_phi = analytic_neg_elbo(worse, x[:100], w, b).mean()
+    assert gaps.metrics["amortization_gap"] > 0.5
+    assert gaps.metrics["approximation_gap"] < 0.05
+    assert gaps.proposal == "optimal"  # the tighter IW bound is the one under q*
+    total = gaps.metrics["amortization_gap"] + gaps.metrics["approximation_gap"]
+    subset_gap = gaps.metrics["gap_subset_neg_elbo"] - gaps.metrics["gap_subset_nll"]
+    assert total == pytest.approx(subset_gap, abs=1e-9)  # exactly additive
+    assert float(neg_elbo_phi) - float(-log_px[:100].mean()) == pytest.approx(total, abs=0.05)
+
+
+def test_nll_at_k_is_nested_and_tightens_in_expectation(setup):
+    model, x, log_px, _, _ = setup
+    worse = perturbed(model)
+    torch.manual_seed(0)
+    terms = iw_terms(worse, x, None, k=1000, rows_per_chunk=300)  # prefixes span chunks
+    assert prefix_sizes(1000) == [1, 10, 100, 1000] and prefix_sizes(250) == [1, 10, 100, 250]
+    assert torch.equal(terms["log_px_at_k"][-1], terms["log_px"])
+    means = terms["log_px_at_k"].mean(1)
+    assert bool((means.diff() > 0).all()) and float(means[-1]) < float(log_px.mean()) + 0.01
+    one_sample = (terms["log_px_at_k"][0] - (-terms["recon"] - terms["kl"])).mean()
+    assert abs(float(one_sample)) < 0.2  # k = 1 is a one-sample ELBO estimate
+
+
+def test_paired_difference_recovers_a_known_shift():
+    g = torch.Generator().manual_seed(0)
+    best = 80 + 20 * torch.rand(1000, generator=g, dtype=torch.float64)  # hard and easy examples
+    other = best + 0.3 + 0.05 * torch.randn(1000, generator=g, dtype=torch.float64)
+    delta, se = paired_difference(other, best)
+    assert abs(delta - 0.3) < 3 * se and se < 0.01
+    assert mean_se(other)[1] > 10 * se  # unpaired errors would hide the shift

@@ -5,6 +5,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -76,7 +77,32 @@ def test_cli_run_is_tracked_in_full(tmp_path, tracking_uri):
         "samples.png",
         "reconstructions.png",
         "class_samples.png",
+        "test_per_example.csv",
     }
+
+
+def test_a_run_on_data_of_known_density_logs_the_ladder(tmp_path, tracking_uri):
+    args = ["data=mixture", f"data.cache={tmp_path / 'cache'}", "data.n_train=600"]
+    args += ["data.n_test=240", "trainer.epochs=2", "eval.k=20", f"tracking_uri={tracking_uri}"]
+    assert main(args) == 0
+    client, (run,) = all_runs(tracking_uri)
+    m = {k.removeprefix("test/"): v for k, v in run.data.metrics.items() if k.startswith("test/")}
+    for name in ("nll", "neg_elbo", "data_entropy", "excess", "elbo_excess", "neg_elbo_optimal"):
+        assert m[f"{name}_se"] > 0
+    assert m["excess"] == pytest.approx(m["nll"] - m["data_entropy"], abs=1e-9)
+    assert m["amortization_gap"] > 0 and m["gap_examples"] == 240 // 8
+    assert m["amortization_gap"] + m["approximation_gap"] == pytest.approx(
+        m["gap_subset_neg_elbo"] - m["gap_subset_nll"], abs=1e-9
+    )
+    history = client.get_metric_history(run.info.run_id, "test/nll_at_k")
+    assert [h.step for h in history] == [1, 10, 20] and history[-1].value == m["nll"]
+    assert run.data.tags["test.approximation_gap_nll_from"] in ("encoder", "optimal")
+    folder = Path(client.download_artifacts(run.info.run_id, "", str(tmp_path / "artifacts")))
+    table = pd.read_csv(folder / "test_per_example.csv", index_col="example")
+    assert len(table) == 240 and table["nll"].mean() == pytest.approx(m["nll"])
+    assert table["neg_log_p_data"].mean() == pytest.approx(m["data_entropy"])
+    assert table["neg_elbo_optimal"].notna().sum() == 30
+    assert (folder / "data_mixture.npz").is_file()
 
 
 def test_ae_records_what_does_not_apply_as_absent(tracking_uri, capsys):

@@ -63,7 +63,7 @@ def test_failed_trial_is_listed_with_its_reason(smoke_report):
 def test_figures_are_pngs_of_the_expected_size(smoke_report):
     out = smoke_report[2]
     text = (out / "README.md").read_text()
-    for name in ("bound", "gap", "rate_distortion", "active_units", "learning_curves"):
+    for name in ("bound", "gap", "rate_distortion", "active_units", "learning_curves", "nll_at_k"):
         assert f"![{name}.png]({name}.png)" in text
         assert png_size(out / f"{name}.png") == figures.PIXELS
     for name in ("best_samples.png", "best_reconstructions.png"):
@@ -90,7 +90,10 @@ def test_a_variance_sweep_reports_each_runs_own_optimal_variance(tmp_path):
     sweep = [
         "study=smoke",
         "model.likelihood=gaussian",
-        "data.binarize=none",
+        "data=linear",
+        f"data.cache={tmp_path / 'cache'}",
+        "data.n_train=600",
+        "data.n_test=200",
         "~study.space.model.z_dim",
         "+study.space.model.output_variance=[0.05,0.5]",
         f"tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
@@ -101,7 +104,43 @@ def test_a_variance_sweep_reports_each_runs_own_optimal_variance(tmp_path):
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     trials = [r for r in runs if "trial" in r.data.tags]
     assert len(trials) == 2 and all(r.data.metrics["test/optimal_variance"] > 0 for r in trials)
-    out = tmp_path / "reports" / "smoke-digits"
+    out = tmp_path / "reports" / "smoke-linear"
     text = (out / "README.md").read_text()
     assert "| σ²* |" in text and "the σ² that would maximize its own reconstruction" in text
+    s2 = float(trials[0].data.params["dataset.density.noise_variance"])
+    assert f"The data's own noise variance (a linear-Gaussian model) is s²={s2:.4g}" in text
     assert png_size(out / "optimal_variance.png") == figures.PIXELS
+    ladder = text.split("## The bound ladder")[1].split("## Runs")[0]
+    assert "| H(data) |" in ladder and "sits" in ladder and "above the data's entropy" in ladder
+    assert png_size(out / "nll_at_k.png") == figures.PIXELS
+
+
+def test_paired_comparison_recovers_a_known_shift(tmp_path, tracking_uri):
+    """Three runs' per-example artifacts: the best, one equal up to noise, one 0.3 nats worse."""
+    import mlflow
+    import numpy as np
+    import pandas as pd
+
+    from bench.per_example import PER_EXAMPLE
+    from bench.report.paired import paired_vs_best
+
+    mlflow.set_tracking_uri(tracking_uri)
+    client = MlflowClient(tracking_uri)
+    experiment = client.create_experiment("paired")
+    rng = np.random.default_rng(0)
+    difficulty = 80 + 20 * rng.random(500)  # shared by every run: what pairing cancels
+    run_ids = []
+    for shift in (0.0, 0.0, 0.3):
+        run_id = client.create_run(experiment).info.run_id
+        nll = difficulty + shift + 0.05 * rng.standard_normal(500)
+        folder = tmp_path / run_id
+        folder.mkdir()
+        pd.DataFrame({"nll": nll}).to_csv(folder / PER_EXAMPLE, index_label="example")
+        client.log_artifact(run_id, str(folder / PER_EXAMPLE))
+        run_ids.append(run_id)
+    rows = pd.DataFrame({"run_ids": [[r] for r in run_ids], "nll": [90.0, 90.0, 90.3]})
+    out = paired_vs_best(rows, pd.DataFrame({"test_set": ["same"] * 3}), best=0)
+    assert abs(out.loc[2, "delta"] - 0.3) < 3 * out.loc[2, "delta_se"] < 0.03
+    assert out["indistinguishable"].tolist() == [True, True, False]
+    other = paired_vs_best(rows, pd.DataFrame({"test_set": ["a", "a", "b"]}), best=0)
+    assert other["delta"].isna().all()  # different test sets: no paired comparison

@@ -14,7 +14,8 @@ from pathlib import Path
 from bench.cli import run_parsed
 from bench.config import load_config
 from bench.data import TORCHVISION_CLASSES, Dataset, load
-from bench.evaluate import elbo_parts, iw_terms, rows_per_chunk
+from bench.estimators.iw import iw_terms, rows_per_chunk
+from bench.evaluate import elbo_parts
 from bench.job import build_model
 from bench.perf.machine import machine, timed
 from bench.perf.reference import reference_loader, reference_loop

@@ -90,6 +90,9 @@ def optimal_variance(table: pd.DataFrame, path: Path) -> Path:
         edgecolors="black",
         label="best nll",
     )
+    true = data["true_variance"].dropna()
+    if len(true):
+        ax.axvline(true.iloc[0], color="black", linestyle="--", label="the data's s²")
     ax.set(xscale="log", yscale="log", xlabel="decoder σ² (swept)", ylabel="σ²*: per-pixel MSE")
     for axis in (ax.xaxis, ax.yaxis):
         axis.set_major_locator(ticker.LogLocator(subs=(1, 2, 5)))
@@ -118,4 +121,42 @@ def learning_curves(curves: pd.DataFrame, path: Path) -> Path:
     )
     sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     ax.set(ylabel="validation -ELBO (nats)", title="learning curves")
+    return _save(fig, path)
+
+
+LADDER_PARTS = {  # segment: colour
+    "excess": "#4c72b0",
+    "approximation_gap": "#dd8452",
+    "amortization_gap": "#55a868",
+}
+
+
+def ladder(rows: pd.DataFrame, labels: list[str], path: Path) -> Path:
+    """Where each row's nats go above the bound: one stacked bar per row, from the data's
+    entropy (when known) or from its own nll up to its -ELBO."""
+    parts = [p for p in LADDER_PARTS if rows[p].notna().any()]
+    fig, ax = plt.subplots(figsize=(FIGSIZE[0], max(FIGSIZE[1], 0.45 * len(rows) + 1.2)))
+    left = pd.Series(0.0, index=rows.index)
+    for part in parts:
+        width = rows[part].fillna(0)
+        ax.barh(labels, width, left=left, color=LADDER_PARTS[part], label=part.replace("_", " "))
+        left += width
+    ax.invert_yaxis()
+    base = "the data's entropy" if "excess" in parts else "the nll"
+    ax.set(xlabel=f"nats per example above {base}", title="where the nats go: the bound ladder")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncols=len(parts), frameon=False)
+    fig.set_layout_engine("constrained")
+    return _save(fig, path)
+
+
+def nll_at_k(curves: pd.DataFrame, entropy: float | None, path: Path) -> Path:
+    """The IW bound against its number of samples k (nested prefixes of one set of samples), a
+    line per run; the data's entropy as a line when known."""
+    fig, ax = _axes()
+    sns.lineplot(curves, x="k", y="nll", hue="label", marker="o", ax=ax)
+    if entropy is not None:
+        ax.axhline(entropy, color="black", linestyle="--", label="data entropy (the bound)")
+    ax.set_xscale("log")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+    ax.set(xlabel="k (importance samples)", ylabel="nll (nats, test)", title="IW bound against k")
     return _save(fig, path)

@@ -15,6 +15,8 @@ from bench.cli import run_command
 from bench.config import load_config
 from bench.errors import BenchError
 from bench.report import figures
+from bench.report.ladder import PARTS, ladder_table, ladder_text
+from bench.report.paired import INDISTINGUISHABLE_SE, paired_vs_best
 from bench.report.references import differences, matching
 from bench.report.runs import StudyRuns, download_artifacts, epoch_series, load_study_runs
 from bench.report.table import (
@@ -47,14 +49,20 @@ def write_report(cfg: DictConfig) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     table = run_table(study)
     rows = aggregate(table, study) if len(table) else table
+    paired = paired_vs_best(rows, table, best_index(rows)) if len(rows) else None
     figure_names = _figures(study, table, rows, out) if len(table) else []
-    text = _markdown(study, uri, table, rows, figure_names)
+    text = _markdown(study, uri, table, rows, paired, figure_names)
     (out / "README.md").write_text(text)
     return out / "README.md"
 
 
 def _markdown(
-    study: StudyRuns, uri: str, table: pd.DataFrame, rows: pd.DataFrame, names: list[str]
+    study: StudyRuns,
+    uri: str,
+    table: pd.DataFrame,
+    rows: pd.DataFrame,
+    paired: pd.DataFrame | None,
+    names: list[str],
 ) -> str:
     counts = ", ".join(
         f"{n} {s.lower()}" for s, n in study.status().value_counts().sort_index().items()
@@ -75,6 +83,8 @@ def _markdown(
             f"{len(study.running)} trial(s) still running: this report shows what has finished.",
         ]
     lines += ["", "## How close to the bound", "", closeness(rows, study), ""]
+    if paired is not None and rows["nll"].notna().any():
+        lines += ladder_section(rows, study, paired)
     lines += [
         "## Runs",
         "",
@@ -87,6 +97,31 @@ def _markdown(
     if names:
         lines += ["", "## Figures", ""] + [f"![{n}]({n})" for n in names]
     return "\n".join(lines) + "\n"
+
+
+def ladder_section(rows: pd.DataFrame, study: StudyRuns, paired: pd.DataFrame) -> list[str]:
+    best = best_index(rows)
+    subset = rows["gap_examples"].dropna()
+    on = f"the first {as_int(subset.iloc[0])} test examples" if len(subset) else "a test subset"
+    return [
+        "## The bound ladder",
+        "",
+        "H(data) ≤ nll ≤ −ELBO(q*) ≤ −ELBO: the data's entropy (the loss's true lower bound, "
+        "known only for data of known density), the importance-weighted nll, the ELBO under each "
+        "example's best Gaussian q* and under the encoder's q. Their differences: the excess "
+        "(nll − H, an estimate of KL(p_data ‖ p_θ)), the approximation gap (−ELBO(q*) − nll: no "
+        "Gaussian is good enough) and the amortization gap (−ELBO(q) minus −ELBO(q*): the encoder "
+        "misses the best Gaussian; Cremer, Li & Duvenaud 2018). The two gaps are measured on "
+        f"{on}; "
+        "± is one standard error over test examples (single runs; seeds: the mean). Δnll: each "
+        "row minus the best, paired on the same test examples; ≈ marks a difference within "
+        f"{INDISTINGUISHABLE_SE:g} SE.",
+        "",
+        ladder_text(rows, study, best, paired),
+        "",
+        *ladder_table(rows, study, paired),
+        "",
+    ]
 
 
 def results_table(rows: pd.DataFrame, study: StudyRuns) -> list[str]:
@@ -132,6 +167,12 @@ def closeness(rows: pd.DataFrame, study: StudyRuns) -> str:
             f" Its decoder variance is σ²={num(best['output_variance'], 4)}; the σ² that would "
             f"maximize its own reconstruction likelihood (the per-pixel squared error under q) "
             f"is σ²*={num(best['optimal_variance'], 4)}."
+        )
+    if pd.notna(best["true_variance"]):
+        ratio = best["output_variance"] / best["true_variance"]
+        text += (
+            f" The data's own noise variance (a linear-Gaussian model) is s²="
+            f"{num(best['true_variance'], 4)}: the best σ² is {ratio:.2f}× it."
         )
     if tight.name != best.name:
         text += (
@@ -217,6 +258,18 @@ def _figures(study: StudyRuns, table: pd.DataFrame, rows: pd.DataFrame, out: Pat
         figures.rate_distortion(table, out / "rate_distortion.png"),
         figures.active_units(table, out / "active_units.png"),
     ]
+    bounded = rows.dropna(subset=["nll"])
+    if len(bounded) and bounded[list(PARTS)].notna().any().any():
+        labels = [label(row, study) for _, row in bounded.iterrows()]
+        made.append(figures.ladder(bounded, labels, out / "ladder.png"))
+    curves = nll_at_k_curves(study, table)
+    if len(curves):
+        entropy = table["data_entropy"].dropna()
+        made.append(
+            figures.nll_at_k(
+                curves, entropy.iloc[0] if len(entropy) else None, out / "nll_at_k.png"
+            )
+        )
     if x == "output_variance" and table["optimal_variance"].notna().any():
         made.append(figures.optimal_variance(table, out / "optimal_variance.png"))
     curves = learning_curves(study, table, x)
@@ -224,6 +277,17 @@ def _figures(study: StudyRuns, table: pd.DataFrame, rows: pd.DataFrame, out: Pat
         made.append(figures.learning_curves(curves, out / "learning_curves.png"))
     made += download_artifacts(rows.iloc[best_index(rows)]["best_run_id"], GRIDS, out)
     return [p.name for p in made]
+
+
+def nll_at_k_curves(study: StudyRuns, table: pd.DataFrame) -> pd.DataFrame:
+    frames = []
+    for _, run in table.dropna(subset=["nll"]).iterrows():
+        series = epoch_series(run["run_id"], "test/nll_at_k").rename(
+            columns={"epoch": "k", "value": "nll"}
+        )
+        frames.append(series.assign(label=label(run, study)))
+    curves = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return curves[curves["k"] > 0] if len(curves) else curves
 
 
 def learning_curves(study: StudyRuns, table: pd.DataFrame, x: str) -> pd.DataFrame:

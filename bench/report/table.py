@@ -24,6 +24,15 @@ METRICS = {
     "bits_per_dim": "metrics.test/bits_per_dim",
     "active_units": "metrics.test/active_units",
     "optimal_variance": "metrics.test/optimal_variance",
+    "true_variance": "params.dataset.density.noise_variance",  # data=linear's s^2
+    "data_entropy": "metrics.test/data_entropy",
+    "neg_elbo_optimal": "metrics.test/neg_elbo_optimal",
+    "excess": "metrics.test/excess",
+    "approximation_gap": "metrics.test/approximation_gap",
+    "amortization_gap": "metrics.test/amortization_gap",
+    "gap_seconds": "metrics.test/gap_seconds",
+    "iw_seconds": "metrics.test/iw_seconds",
+    "gap_examples": "metrics.test/gap_examples",
     "train_seconds": "metrics.train_seconds",
     "samples_per_s": "metrics.train_samples_per_s",
 }
@@ -36,6 +45,15 @@ HEADERS = {
     "bits_per_dim": "bits/dim",
     "active_units": "AU",
     "optimal_variance": "σ²*",
+    "true_variance": "s²",
+    "data_entropy": "H(data)",
+    "neg_elbo_optimal": "−ELBO(q*)",
+    "excess": "excess",
+    "approximation_gap": "approx. gap",
+    "amortization_gap": "amort. gap",
+    "gap_seconds": "q* s",
+    "iw_seconds": "IW s",
+    "gap_examples": "q* examples",
     "train_seconds": "train s",
     "samples_per_s": "samples/s",
 }
@@ -46,12 +64,19 @@ ALIASES = {
     "model.output_variance": "output_variance",
     "trainer.seed": "seed",
 }
+SE = ("nll", "neg_elbo", "neg_elbo_optimal", "data_entropy", "excess")
+SE += ("approximation_gap", "amortization_gap")
 DECIMALS = {"active_units": 1, "optimal_variance": 4, "train_seconds": 1, "samples_per_s": 0}
-GAUSSIAN_ONLY = {"optimal_variance"}  # columns shown only when some run has a Gaussian decoder
+DECIMALS |= {"gap_seconds": 1, "iw_seconds": 1}
+RUNS_TABLE = (  # the ladder's own columns are in the ladder table
+    "recon", "kl", "neg_elbo", "nll", "bound_gap", "bits_per_dim", "active_units",
+    "optimal_variance", "train_seconds", "samples_per_s",
+)  # fmt: skip
+OPTIONAL = {"optimal_variance"}  # shown only when some run has it (a Gaussian decoder)
 
 
 def shown_metrics(rows: pd.DataFrame) -> list[str]:
-    return [m for m in METRICS if m not in GAUSSIAN_ONLY or rows[m].notna().any()]
+    return [m for m in RUNS_TABLE if m not in OPTIONAL or rows[m].notna().any()]
 
 
 def run_table(study: StudyRuns, runs: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -62,15 +87,31 @@ def run_table(study: StudyRuns, runs: pd.DataFrame | None = None) -> pd.DataFram
     for name, column in SETUP.items():
         table[name] = runs.get(column)
     table["seed"] = runs["params.trainer.seed"]
+    table["test_set"] = test_set_key(runs)
     for key in study.swept():
         if key not in ALIASES:
             table[key] = runs.get(f"params.{key}")
     for name, column in METRICS.items():
         table[name] = pd.to_numeric(runs.get(column), errors="coerce")
-    for name in table.columns.drop(["variant", "likelihood", "run_id"]):
+    for name in SE:
+        table[f"{name}_se"] = pd.to_numeric(runs.get(f"{METRICS[name]}_se"), errors="coerce")
+    for name in table.columns.drop(["variant", "likelihood", "run_id", "test_set"]):
         table[name] = _numeric_if_possible(table[name])
     table.loc[table["likelihood"] != "gaussian", "output_variance"] = np.nan
     return table.sort_values(["nll", "recon", "trial"], na_position="last").reset_index(drop=True)
+
+
+def test_set_key(runs: pd.DataFrame) -> pd.Series:
+    """Equal for runs scored on the same test examples: same data files (and fitted density),
+    binarization, split seed and size."""
+    parts = [
+        "tags.dataset.sha256",
+        "params.data.binarize",
+        "params.data.seed",
+        "params.dataset.n_test",
+    ]
+    values = runs.reindex(columns=parts).to_numpy()
+    return pd.Series(["|".join(map(str, v)) for v in values], index=runs.index, dtype=object)
 
 
 def aggregate(table: pd.DataFrame, study: StudyRuns) -> pd.DataFrame:
@@ -80,7 +121,10 @@ def aggregate(table: pd.DataFrame, study: StudyRuns) -> pd.DataFrame:
     out = grouped[list(METRICS)].mean()
     for name in METRICS:
         out[f"{name}_std"] = grouped[name].std()
+    for name in SE:
+        out[f"{name}_se"] = grouped[f"{name}_se"].first().where(grouped.size() == 1)
     out["n"] = grouped.size()
+    out["run_ids"] = grouped["run_id"].apply(list)
     out["trials"] = grouped["trial"].apply(lambda t: ", ".join(str(int(v)) for v in sorted(t)))
     out["best_run_id"] = grouped.apply(
         lambda g: g.sort_values(["nll", "recon"]).iloc[0]["run_id"], include_groups=False

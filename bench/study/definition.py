@@ -1,6 +1,7 @@
 """What a study is: where it is stored, how many trials it wants, the config it was made with."""
 
 import os
+from functools import cache
 
 import optuna
 from omegaconf import DictConfig, OmegaConf
@@ -84,10 +85,19 @@ def study_fingerprint(cfg: DictConfig) -> dict[str, str]:
 
 
 def _differing_keys(old: dict[str, str], new: dict[str, str]) -> list[str]:
-    """Keys that differ; a key that has become how-it-runs (stored by an older version) is not
-    compared."""
-    keys = sorted(set(old) | set(new))
+    """Keys that differ. Not compared: a key that has become how-it-runs (stored by an older
+    version), and a key added since the study was made that is at its default (the older
+    version's trials measured everything they measured the same way)."""
+    added_at_default = {k for k, v in new.items() if k not in old and _defaults().get(k) == v}
+    keys = sorted((set(old) | set(new)) - added_at_default)
     return [k for k in keys if old.get(k) != new.get(k) and not k.startswith(HOW_IT_RUNS)]
+
+
+@cache
+def _defaults() -> dict[str, str]:
+    from bench.config import load_config
+
+    return tracking.flatten(OmegaConf.to_container(load_config([]), resolve=True))
 
 
 def _differences(old: dict[str, str], new: dict[str, str], shown: int = 3) -> str:

@@ -1,0 +1,81 @@
+"""The importance-weighted bound (Burda et al. 2016), logsumexp in float64, chunked over rows."""
+
+import math
+
+import torch
+
+from bench.signals import raise_if_interrupted
+from models.base import LOG_2PI, LatentModel, kl_normal, log_normal_std
+
+Gaussian = tuple[torch.Tensor, torch.Tensor]  # (mu, logvar)
+
+
+def log_weights(
+    model: LatentModel, x: torch.Tensor, y: torch.Tensor | None, q: Gaussian, k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """ln p(x|z_i) + ln p(z_i) - ln q(z_i|x) and ln p(x|z_i) for z_i ~ q = (mu, logvar), (k, B)."""
+    mu, logvar = q
+    eps = torch.randn(k, *mu.shape, device=mu.device, dtype=mu.dtype)
+    z = mu + eps * (0.5 * logvar).exp()
+    log_px_z = -model.likelihood.neg_log_prob(model.decode(z, y), x)
+    log_qz = -0.5 * (eps.pow(2) + LOG_2PI + logvar).sum(-1)
+    return log_px_z + log_normal_std(z) - log_qz, log_px_z
+
+
+def prefix_sizes(k: int) -> list[int]:
+    """1, 10, 100, ... below k, then k: the sample counts at which the bound is also reported."""
+    return [10**i for i in range(int(math.log10(k)) + 1) if 10**i < k] + [k]
+
+
+@torch.no_grad()
+def iw_terms(
+    model: LatentModel,
+    x: torch.Tensor,
+    y: torch.Tensor | None,
+    k: int,
+    rows_per_chunk: int = 2048,
+    proposal: Gaussian | None = None,
+) -> dict[str, torch.Tensor]:
+    """Per-example float64 `log_px` (the IW-k bound), `recon` (mean over the k samples), `kl`,
+    and `log_px_at_k` (len(prefix_sizes(k)), N): the bound from the first 1, 10, ... of the same
+    samples (nested prefixes: no extra decoder passes). The proposal is the encoder's q unless
+    given as (mu, logvar) for every example of x."""
+    samples = min(k, rows_per_chunk)
+    batch = max(1, rows_per_chunk // samples)
+    sizes = prefix_sizes(k)
+    out: dict[str, list[torch.Tensor]] = {"log_px_at_k": [], "recon": [], "kl": []}
+    for start in range(0, len(x), batch):
+        rows = slice(start, start + batch)
+        yb = None if y is None else y[rows]
+        q = (
+            model.encode(x[rows], yb)
+            if proposal is None
+            else (proposal[0][rows], proposal[1][rows])
+        )
+        running = torch.full((len(q[0]),), -math.inf, dtype=torch.float64, device=x.device)
+        at_k, recon_sum = [], 0.0
+        for done in range(0, k, samples):
+            raise_if_interrupted()
+            n = min(samples, k - done)
+            lw, log_px_z = log_weights(model, x[rows], yb, q, n)
+            lw = lw.double()
+            at_k += [
+                torch.logaddexp(running, torch.logsumexp(lw[: size - done], 0)) - math.log(size)
+                for size in sizes
+                if done < size <= done + n
+            ]
+            running = torch.logaddexp(running, torch.logsumexp(lw, 0))
+            recon_sum = recon_sum - log_px_z.double().sum(0)
+        out["log_px_at_k"].append(torch.stack(at_k))
+        out["recon"].append(recon_sum / k)
+        out["kl"].append(kl_normal(*q).double())
+    terms = {"log_px_at_k": torch.cat(out["log_px_at_k"], 1)}
+    terms |= {name: torch.cat(out[name]) for name in ("recon", "kl")}
+    terms["log_px"] = terms["log_px_at_k"][-1]
+    return terms
+
+
+def rows_per_chunk(setting: int | str, device: torch.device) -> int:
+    if setting == "auto":
+        return 131072 if device.type == "cuda" else 2048
+    return int(setting)

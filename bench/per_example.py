@@ -1,0 +1,15 @@
+"""The test split's per-example values, saved with every run: what paired comparisons use."""
+
+import pandas as pd
+
+from bench.data import Dataset
+from bench.evaluate import Evaluation
+
+PER_EXAMPLE = "test_per_example.csv"  # the run artifact
+
+
+def per_example_table(evaluation: Evaluation, data: Dataset) -> pd.DataFrame:
+    """One row per test example, in test-split order: its label and every per-example value."""
+    columns = {"label": data.test.labels.cpu().numpy()}
+    columns |= {name: v.cpu().numpy() for name, v in evaluation.per_example.items()}
+    return pd.DataFrame(columns)
