@@ -57,3 +57,10 @@ def test_an_unknown_choice_is_one_line_naming_the_choices(group, what, capsys):
     choices = ", ".join(group_options(group))
     assert err == f"error: unknown {what} 'nosuch': choose one of {choices}\n"
     assert "_" not in choices.replace("fashion-mnist", "")  # shared files are not choices
+
+
+@pytest.mark.parametrize("name", group_options("data"))
+def test_data_config_composes_and_is_named_as_its_file(name):
+    continuous = ["model.likelihood=gaussian"] if name == "linear" else []
+    cfg = load_config([f"data={name}", *continuous])
+    assert cfg.data.name == name and cfg.data.binarize in ("dynamic", "static", "none")

@@ -112,9 +112,11 @@ def ladder_section(rows: pd.DataFrame, study: StudyRuns, paired: pd.DataFrame) -
         "(nll − H, an estimate of KL(p_data ‖ p_θ)), the approximation gap (−ELBO(q*) − nll: no "
         "Gaussian is good enough) and the amortization gap (−ELBO(q) minus −ELBO(q*): the encoder "
         "misses the best Gaussian; Cremer, Li & Duvenaud 2018). The two gaps are measured on "
-        f"{on}; "
-        "± is one standard error over test examples (single runs; seeds: the mean). Δnll: each "
-        "row minus the best, paired on the same test examples; ≈ marks a difference within "
+        f"{on}; the other columns on the whole test split. † −ELBO(q*) for the whole split is "
+        "−ELBO minus the amortization gap (the run logs −ELBO(q*) of the subset as "
+        "`test/neg_elbo_optimal`). cvae: its gaps are those of p(x|y) given the true label. ± is "
+        "one standard error over test examples (single runs; seeds: the mean). Δnll: each row "
+        "minus the best, paired on the same test examples; ≈ marks a difference within "
         f"{INDISTINGUISHABLE_SE:g} SE.",
         "",
         ladder_text(rows, study, best, paired),
