@@ -115,6 +115,8 @@ def test_ae_records_what_does_not_apply_as_absent(tracking_uri, capsys):
         "test/nll",
         "test/bound_gap",
         "test/bits_per_dim",
+        "test/amortization_gap",
+        "test/nll_at_k",
         "train/kl",
         "val/neg_elbo",
     ):
