@@ -3,9 +3,9 @@
 Is the q* search converged, and what does the decomposition cost? For every finished stochastic
 run of a study: its weights and config are read back from MLflow, the default search is rerun on
 the run's own subset, then a search of up to `--longer` times the cycles that stops only when a
-whole cycle gains nothing (tol 0); both q* are scored with the same k samples (same noise). The difference in -ELBO(q*) is what the
-stopping rule leaves on the table. The run's logged decomposition and IW seconds are set beside
-it. Results go to benchmarks/GAPS.md.
+whole cycle gains nothing (tol 0); both q* are scored with the same k samples (same noise). The
+difference in -ELBO(q*) is what the stopping rule leaves on the table. The run's logged
+decomposition and IW seconds are set beside it. Results go to benchmarks/GAPS.md.
 """
 
 import argparse
@@ -87,7 +87,8 @@ def run_benchmark(args: argparse.Namespace) -> None:
         "",
         "Amortization gap = −ELBO(q_φ) − −ELBO(q*) on the run's subset, both scored with the same "
         f"k samples. *default*: the run's own search settings; *long*: {args.longer}× the cycles "
-        "at most, stopping only when a whole cycle gains nothing (tol 0). *left by the rule*: how much larger the long search finds the gap "
+        "at most, stopping only when a whole cycle gains nothing (tol 0). *left by the rule*: "
+        "how much larger the long search finds the gap "
         "(the default's underestimate, nats per example). *logged*: the decomposition's and the "
         "IW evaluation's seconds as the run logged them (the IW evaluation is of the whole test "
         "split at the run's k).",
