@@ -12,7 +12,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from bench import images, tracking
 from bench.data import Dataset, load
+from bench.estimators.gaps import auto_examples
 from bench.estimators.iw import rows_per_chunk
+from bench.estimators.optimal_q import Search
 from bench.evaluate import EvalSettings, Evaluation, evaluate
 from bench.per_example import PER_EXAMPLE, per_example_table
 from bench.synthetic.load import save as save_density
@@ -84,7 +86,8 @@ def resolved(cfg: DictConfig, device: torch.device, data: Dataset) -> DictConfig
     cfg.trainer.compile = compile_mode(cfg.trainer.compile, device, train_steps)
     cfg.eval.rows_per_chunk = rows_per_chunk(cfg.eval.rows_per_chunk, device)
     if cfg.eval.gap_examples == "auto":
-        cfg.eval.gap_examples = min(1000, len(data.test) // 8)
+        search = Search(**cfg.eval.gap_search)
+        cfg.eval.gap_examples = auto_examples(len(data.test), int(cfg.eval.k), search)
     return cfg
 
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch.distributions import MultivariateNormal
 
-from bench.estimators.gaps import decompose
+from bench.estimators.gaps import auto_examples, decompose
 from bench.estimators.iw import iw_terms, log_weights, prefix_sizes
 from bench.estimators.optimal_q import Search
 from bench.estimators.stats import mean_se, paired_difference
@@ -171,3 +171,13 @@ def test_paired_difference_recovers_a_known_shift():
     delta, se = paired_difference(other, best)
     assert abs(delta - 0.3) < 3 * se and se < 0.01
     assert mean_se(other)[1] > 10 * se  # unpaired errors would hide the shift
+
+
+@pytest.mark.parametrize("n_test,k", [(2000, 1000), (10000, 1000), (360, 1000), (100, 5000)])
+def test_auto_gap_examples_never_cost_more_decoder_passes_than_the_iw_bound(n_test, k):
+    search = Search()
+    n = auto_examples(n_test, k, search)
+    cycle = search.cycle_steps * search.samples * 3 + search.check_samples
+    cost = lambda examples: examples * (search.max_cycles * cycle + k)  # noqa: E731
+    assert 1 <= n <= min(n_test, 1000) and cost(n) <= n_test * k
+    assert n == min(n_test, 1000) or cost(n + 1) > n_test * k  # the most that fit

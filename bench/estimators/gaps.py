@@ -55,5 +55,14 @@ def decompose(
     return Gaps(metrics, neg_elbo_optimal, PROPOSALS[tighter])
 
 
+def auto_examples(n_test: int, k: int, search: Search, cap: int = 1000) -> int:
+    """The most examples (at most `cap`) whose longest search (`max_cycles` cycles) and q*'s own
+    IW bound cost no more decoder passes than the IW bound of the whole test split (a backward
+    pass counted as two forward ones): the decomposition never costs more than the IW evaluation."""
+    cycle = search.cycle_steps * search.samples * 3 + search.check_samples
+    per_example = search.max_cycles * cycle + k
+    return max(1, min(cap, n_test, n_test * k // per_example))
+
+
 def _with_se(name: str, mean_and_se: tuple[float, float]) -> dict[str, float]:
     return {name: mean_and_se[0], f"{name}_se": mean_and_se[1]}

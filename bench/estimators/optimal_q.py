@@ -22,7 +22,7 @@ class Search:
     lr: float = 0.02
     cycle_steps: int = 100
     tol: float = 0.005
-    max_cycles: int = 8
+    max_cycles: int = 6
     check_samples: int = 32
 
 
