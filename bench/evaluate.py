@@ -27,12 +27,13 @@ class EvalSettings:
     search: Search = Search()
 
     @classmethod
-    def from_config(cls, cfg: Any, rows_per_chunk: int) -> "EvalSettings":
+    def from_config(cls, cfg: Any) -> "EvalSettings":
+        """From a resolved `eval` node (no `auto` left: see bench.job.resolved)."""
         return cls(
             k=int(cfg.k),
-            rows_per_chunk=rows_per_chunk,
+            rows_per_chunk=int(cfg.rows_per_chunk),
             active_units_threshold=float(cfg.active_units_threshold),
-            gap_examples=int(cfg.gap_examples),  # resolved from auto by the job
+            gap_examples=int(cfg.gap_examples),
             search=Search(**cfg.gap_search),
         )
 

@@ -67,7 +67,7 @@ def run_job(
         "train_seconds": seconds,
         "train_samples_per_s": cfg.trainer.epochs * len(data.train) / seconds,
     }
-    settings = EvalSettings.from_config(cfg.eval, cfg.eval.rows_per_chunk)
+    settings = EvalSettings.from_config(cfg.eval)
     for split in ("val", "test") if validate else ("test",):
         torch.manual_seed(cfg.trainer.seed)
         evaluation = evaluate(model, data, settings, split)
