@@ -82,6 +82,17 @@ class LatentModel(nn.Module):
     def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         return self.decoder(self._condition(z, y))
 
+    def neg_log_prob_samples(
+        self, z: torch.Tensor, y: torch.Tensor | None, x: torch.Tensor
+    ) -> torch.Tensor:
+        """-ln p(x|z) for many samples z (k, B, z) of the B images x: the decoder's output layer
+        fused into the likelihood (bench.estimators: the IW bound's decoder passes)."""
+        *body, out = self.decoder
+        h = self._condition(z, y)
+        for layer in body:
+            h = layer(h)
+        return self.likelihood.neg_log_prob_linear(h, out.weight, out.bias, x)
+
     def regularizer(
         self, mu: torch.Tensor, logvar: torch.Tensor | None, kl: torch.Tensor | None
     ) -> torch.Tensor:

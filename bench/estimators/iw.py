@@ -17,7 +17,7 @@ def log_weights(
     mu, logvar = q
     eps = torch.randn(k, *mu.shape, device=mu.device, dtype=mu.dtype)
     z = mu + eps * (0.5 * logvar).exp()
-    log_px_z = -model.likelihood.neg_log_prob(model.decode(z, y), x)
+    log_px_z = -model.neg_log_prob_samples(z, y, x)
     log_qz = -0.5 * (eps.pow(2) + LOG_2PI + logvar).sum(-1)
     return log_px_z + log_normal_std(z) - log_qz, log_px_z
 

@@ -86,5 +86,5 @@ def neg_elbo(
     (samples, N, z)), analytic KL."""
     mu, logvar = q
     z = mu + eps * (0.5 * logvar).exp()
-    recon = model.likelihood.neg_log_prob(model.decode(z, y), x).mean(0)
+    recon = model.neg_log_prob_samples(z, y, x).mean(0)
     return recon + kl_normal(mu, logvar)
