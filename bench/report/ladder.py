@@ -31,7 +31,7 @@ def _value(row: pd.Series, metric: str) -> str:
     if pd.isna(row[metric]):
         return "n/a"
     se = row.get(f"{metric}_se")
-    return f"{row[metric]:.2f}" + (f" ± {se:.2g}" if pd.notna(se) else "")
+    return f"{row[metric]:.2f}" + (f" ± {se:#.2g}" if pd.notna(se) else "")
 
 
 def _delta(comparison: pd.Series) -> str:
