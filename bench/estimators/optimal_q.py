@@ -63,10 +63,8 @@ def _cycles(
             loss.sum().backward()
             optimizer.step()
             schedule.step()
-        gain, measured = (
-            measured - (now := _fixed_noise_neg_elbo(model, x, y, (mu, logvar), check_noise)),
-            now,
-        )
+        now = _fixed_noise_neg_elbo(model, x, y, (mu, logvar), check_noise)
+        gain, measured = measured - now, now
         if gain < search.tol:
             break
     return OptimalQ((mu.detach(), logvar.detach()), cycle * search.cycle_steps, gain)

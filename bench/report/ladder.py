@@ -21,7 +21,6 @@ def ladder_table(rows: pd.DataFrame, study: StudyRuns, paired: pd.DataFrame) -> 
     for i, row in rows.dropna(subset=["nll"]).iterrows():
         row = row.copy()
         row["neg_elbo_optimal"] = row["neg_elbo"] - row["amortization_gap"]  # † the whole split
-        row["neg_elbo_optimal_se"] = float("nan")
         cells = [label(row, study)] + [_value(row, m) for m in (*RUNGS, *PARTS)]
         lines.append("| " + " | ".join([*cells, _delta(paired.loc[i])]) + " |")
     return lines

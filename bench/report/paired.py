@@ -5,7 +5,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
+from bench.estimators.stats import paired_difference
 from bench.per_example import PER_EXAMPLE
 from bench.report.runs import download_artifacts
 
@@ -39,9 +41,9 @@ def paired_vs_best(
     for i, v in values.items():
         if v is None or len(v) != len(reference):
             continue
-        diff = v - reference
-        out.loc[i, "delta"] = diff.mean()
-        out.loc[i, "delta_se"] = diff.std(ddof=1) / np.sqrt(len(diff))
+        out.loc[i, "delta"], out.loc[i, "delta_se"] = paired_difference(
+            torch.from_numpy(v), torch.from_numpy(reference)
+        )
     out["indistinguishable"] = out["delta"].abs() <= INDISTINGUISHABLE_SE * out["delta_se"]
     out.loc[best, "indistinguishable"] = True
     return out

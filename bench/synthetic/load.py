@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
+from bench.config import group_options
 from bench.errors import BenchError
 from bench.synthetic.linear import LinearGaussian, fit_linear
 from bench.synthetic.mixture import BernoulliMixture, fit_mixture
@@ -95,8 +96,7 @@ def _fit_settings(cfg: Any) -> dict[str, Any]:
 
 def _source_config(cfg: Any):
     """The source's own `data` config (`bench/conf/data/<source>.yaml`), with `source_root`."""
-    options = {p.name.removesuffix(".yaml") for p in (files("bench.conf") / "data").iterdir()}
-    sources = sorted(o for o in options if o[0] != "_" and o not in FAMILIES)
+    sources = [name for name in group_options("data") if name not in FAMILIES]
     if cfg.source not in sources:
         raise BenchError(f"unknown data.source {cfg.source!r}: choose one of {', '.join(sources)}")
     source = OmegaConf.load(str(files("bench.conf") / "data" / f"{cfg.source}.yaml"))
