@@ -9,6 +9,7 @@ from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from bench.errors import BenchError
+from bench.precision import PRECISIONS
 from models import variant_names
 
 LIKELIHOODS = ("bernoulli", "gaussian")
@@ -81,12 +82,18 @@ def validate(cfg: DictConfig) -> None:
         _at_least(f"eval.gap_search.{key}", cfg.eval.gap_search[key], 1, int)
     _positive("eval.gap_search.lr", cfg.eval.gap_search.lr)
     _at_least("eval.gap_search.tol", cfg.eval.gap_search.tol, 0)
-    if trainer.compile not in COMPILE_SETTINGS:
-        raise BenchError(
-            f"trainer.compile must be one of {', '.join(COMPILE_SETTINGS)}, got {trainer.compile!r}"
-        )
+    _one_of("trainer.compile", trainer.compile, COMPILE_SETTINGS)
+    _one_of("trainer.precision", trainer.precision, PRECISIONS)
+    _one_of("eval.precision", cfg.eval.precision, PRECISIONS)
+    _one_of("eval.compile", cfg.eval.compile, ("auto", True, False))
     if cfg.get("study") is not None:
         _at_least("study.workers", cfg.study.workers, 1, int)
+
+
+def _one_of(name: str, value: object, allowed: tuple) -> None:
+    if not any(type(value) is type(v) and value == v for v in allowed):
+        shown = ", ".join(str(v).lower() if isinstance(v, bool) else str(v) for v in allowed)
+        raise BenchError(f"{name} must be one of {shown}, got {value!r}")
 
 
 def _at_least(name: str, value: object, low: int, kind: type = Real) -> None:

@@ -15,7 +15,7 @@ from bench.data import Dataset, load
 from bench.estimators.gaps import auto_examples
 from bench.estimators.iw import rows_per_chunk
 from bench.estimators.optimal_q import Search
-from bench.evaluate import EvalSettings, Evaluation, evaluate
+from bench.evaluate import EvalSettings, Evaluation, compile_pays, evaluate
 from bench.per_example import PER_EXAMPLE, per_example_table
 from bench.synthetic.load import save as save_density
 from bench.train import EpochCallback, compile_mode, pick_device, steps, train
@@ -85,6 +85,8 @@ def resolved(cfg: DictConfig, device: torch.device, data: Dataset) -> DictConfig
     train_steps = steps(cfg.trainer, len(data.train))
     cfg.trainer.compile = compile_mode(cfg.trainer.compile, device, train_steps)
     cfg.eval.rows_per_chunk = rows_per_chunk(cfg.eval.rows_per_chunk, device)
+    if cfg.eval.compile == "auto":
+        cfg.eval.compile = compile_pays(int(cfg.eval.k) * len(data.test) * data.x_dim)
     if cfg.eval.gap_examples == "auto":
         search = Search(**cfg.eval.gap_search)
         cfg.eval.gap_examples = auto_examples(len(data.test), int(cfg.eval.k), search)

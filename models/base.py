@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.kernels import at_least_fp32
 from models.likelihood import Likelihood
 from models.nets import mlp
 
@@ -72,21 +73,26 @@ class LatentModel(nn.Module):
     def encode(
         self, x: torch.Tensor, y: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(mu, logvar) of q(z|x[,y]); logvar is None for a deterministic encoder."""
-        h = self.encoder(self._condition(x, y))
+        """(mu, logvar) of q(z|x[,y]); logvar is None for a deterministic encoder. In fp32 even
+        when the matmuls run in bf16 (bench.precision)."""
+        h = at_least_fp32(self.encoder(self._condition(x, y)))
         if not self.stochastic:
             return h, None
         mu, logvar = h.chunk(2, dim=-1)
         return mu, logvar
 
     def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        return self.decoder(self._condition(z, y))
+        return at_least_fp32(self.decoder(self._condition(z, y)))
 
     def neg_log_prob_samples(
         self, z: torch.Tensor, y: torch.Tensor | None, x: torch.Tensor
     ) -> torch.Tensor:
         """-ln p(x|z) for many samples z (k, B, z) of the B images x: the decoder's output layer
-        fused into the likelihood (bench.estimators: the IW bound's decoder passes)."""
+        fused into the likelihood (bench.estimators: the IW bound's decoder passes). Under bf16
+        autocast the logits are rounded to bf16, so the likelihood is taken from them unfused:
+        its two terms must see the same logits for their rounding errors to cancel."""
+        if torch.is_autocast_enabled(z.device.type):
+            return self.likelihood.neg_log_prob64(self.decoder(self._condition(z, y)), x)
         *body, out = self.decoder
         h = self._condition(z, y)
         for layer in body:

@@ -142,6 +142,8 @@ BAD_INPUT = [
     (["trainer.epochs=0"], "trainer.epochs must be an integer >= 1"),
     (["trainer.epochs=abc"], "trainer.epochs must be an integer"),
     (["data.binarize=none"], "needs binary data"),
+    (["trainer.precision=fp16"], "trainer.precision must be one of fp32, bf16, got 'fp16'"),
+    (["eval.compile=maybe"], "eval.compile must be one of auto, true, false"),
     (["tracking_uri=http://127.0.0.1:9"], "tracking server http://127.0.0.1:9 is unreachable"),
 ]
 

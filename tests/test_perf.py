@@ -5,6 +5,7 @@ import torch
 from bench.perf.loop import main
 from bench.perf.reference import ReferenceVAE, reference_loss
 from bench.perf.trials import main as trials_main
+from bench.precision import native_bf16
 from models import Bernoulli, variant
 from tests.conftest import write_mnist_like
 
@@ -32,10 +33,15 @@ def test_benchmark_writes_its_results(tmp_path):
     out = tmp_path / "RESULTS.md"
     root = ["--data", "mnist", "--root", str(tmp_path), "data.val_size=100"]
     args = [*root, "--epochs", "2", "--seeds", "0", "1", "--k", "5", "--out", str(out)]
-    assert main(args) == 0
+    assert main([*args, "--delta-data", "digits"]) == 0
     text = out.read_text()
-    assert "| reference |" in text and "| harness |" in text and "| IW bound, k=5 |" in text
-    assert "loss epoch 2" in text and "Epoch-2 difference per seed" in text
+    for row in ("reference", "harness fp32", "harness fp32 compiled", "IW bound, k=5, fp32"):
+        assert f"| {row} |" in text
+    bf16 = ("| harness bf16 |", "| IW bound, k=5, bf16 compiled |")
+    assert all(row in text for row in bf16) == native_bf16(torch.device("cpu"))
+    assert "loss epoch 2" in text and "Epoch-2 loss minus the reference's" in text
+    assert "### The same on digits" in text and "| `aten::" in text
+    assert "avx512_bf16" in text.split("\n")[3]
 
 
 def test_trials_benchmark_runs_the_study_with_one_and_with_two_workers(tmp_path, capsys):

@@ -85,13 +85,17 @@ def test_auto_settings_are_resolved_for_the_device_and_logged(tracking_uri):
     (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert run.data.params["trainer.compile"] == "none"
     assert run.data.params["eval.rows_per_chunk"] == "2048"
+    assert run.data.params["eval.compile"] == "False"  # digits: 360 x 64 x 5 elements
+    assert run.data.params["trainer.precision"] == run.data.params["eval.precision"] == "fp32"
 
 
-def test_auto_compiles_only_long_gpu_runs():
+def test_auto_compiles_only_long_runs():
     from bench.train import AUTO_COMPILE_MIN_STEPS, compile_mode
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert compile_mode("auto", cpu, 10 * AUTO_COMPILE_MIN_STEPS) == "none"
-    assert compile_mode("auto", cuda, AUTO_COMPILE_MIN_STEPS - 1) == "none"
-    assert compile_mode("auto", cuda, AUTO_COMPILE_MIN_STEPS) == "reduce-overhead"
+    assert compile_mode("auto", cpu, AUTO_COMPILE_MIN_STEPS["cpu"] - 1) == "none"
+    assert compile_mode("auto", cpu, AUTO_COMPILE_MIN_STEPS["cpu"]) == "default"
+    assert compile_mode("auto", cuda, AUTO_COMPILE_MIN_STEPS["cuda"] - 1) == "none"
+    assert compile_mode("auto", cuda, AUTO_COMPILE_MIN_STEPS["cuda"]) == "reduce-overhead"
     assert compile_mode("default", cpu, 1) == "default"
+    assert compile_mode("none", cuda, 10**9) == "none"

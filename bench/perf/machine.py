@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 
+from bench.precision import cpu_flags
 from bench.tracking import PACKAGES, package_version
 
 
@@ -26,10 +27,18 @@ def synchronize() -> None:
 def machine(device: torch.device) -> str:
     gpu = f", GPU {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
     return (
-        f"Machine: {_cpu_name()}, {torch.get_num_threads()} threads{gpu}, "
+        f"Machine: {_cpu_name()} ({_simd()}), {torch.get_num_threads()} threads{gpu}, "
         f"{platform.system()} {platform.machine()}, Python {platform.python_version()}; "
         + ", ".join(f"{p} {package_version(p)}" for p in PACKAGES if p != "vae-bench")
     )
+
+
+SIMD_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+
+
+def _simd() -> str:
+    flags = cpu_flags()
+    return "flags " + " ".join(f if f in flags else f"no-{f}" for f in SIMD_FLAGS)
 
 
 def _cpu_name() -> str:

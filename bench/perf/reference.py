@@ -5,6 +5,7 @@ mu/logvar heads, a sigmoid decoder with summed binary_cross_entropy, default Ada
 saved every epoch.
 """
 
+import time
 from pathlib import Path
 
 import torch
@@ -15,6 +16,7 @@ from torchvision import datasets, transforms
 from torchvision.utils import save_image
 
 from bench.data import TORCHVISION_CLASSES, Dataset
+from bench.perf.machine import synchronize
 
 
 class ReferenceVAE(nn.Module):
@@ -50,14 +52,15 @@ def reference_loss(recon_x, x, mu, logvar):
 
 def reference_loop(
     loader: DataLoader, epochs: int, seed: int, out: Path, device: torch.device
-) -> list[float]:
-    """Mean training loss (nats per example) of each epoch."""
+) -> tuple[list[float], list[float]]:
+    """Mean training loss (nats per example) and seconds of each epoch."""
     torch.manual_seed(seed)
     torch.set_flush_denormal(False)  # as the tutorial runs; the harness turns it on for itself
     model = ReferenceVAE().to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    losses = []
+    losses, seconds = [], []
     for epoch in range(1, epochs + 1):
+        started = time.perf_counter()
         model.train()
         total = 0.0
         for data, _ in loader:
@@ -72,7 +75,9 @@ def reference_loop(
         with torch.no_grad():
             sample = model.decode(torch.randn(64, 20).to(device)).cpu()
             save_image(sample.view(64, 1, 28, 28), out / f"sample_{epoch}.png")
-    return losses
+        synchronize()
+        seconds.append(time.perf_counter() - started)
+    return losses, seconds
 
 
 def reference_loader(cfg, data: Dataset, device: torch.device) -> DataLoader:

@@ -1,0 +1,60 @@
+"""Precision and compilation are settings of how the one training loop and the one evaluator
+run: bf16 matmuls stay within the bounds the benchmark measures, compiled kernels equal eager."""
+
+import pytest
+import torch
+
+from bench.evaluate import EvalSettings, evaluate
+from bench.precision import autocast
+from models import kernels
+from tests.test_training import fit
+
+CPU = torch.device("cpu")
+
+
+@pytest.mark.parametrize("name", ["softplus_sum", "bernoulli_nll", "squared_error", "dot"])
+def test_compiled_kernels_equal_eager(name):
+    kernel = getattr(kernels, name)
+    torch.manual_seed(0)
+    logits = torch.randn(30, 7, 784) * 6
+    x = (torch.rand(7, 784) < 0.4).float()
+    args = (logits,) if name == "softplus_sum" else (logits, x)
+    eager = kernel(*args)
+    with kernels.compiled_kernels():
+        compiled = kernel(*args)
+        compiled_bf16 = kernel(*(a.bfloat16() if a is logits else a for a in args))
+    assert eager.dtype == compiled.dtype == torch.float64
+    torch.testing.assert_close(compiled, eager, rtol=0, atol=1e-4)
+    torch.testing.assert_close(compiled_bf16, kernel(logits.bfloat16(), *args[1:]))
+
+
+def test_bf16_runs_the_matmuls_in_bf16_and_hands_back_fp32():
+    model, data, _ = fit("trainer.epochs=1")
+    z = torch.randn(5, model.z_dim)
+    with autocast("bf16", CPU):
+        assert model.decoder(z).dtype == torch.bfloat16
+        assert model.decode(z).dtype == torch.float32
+        assert all(t.dtype == torch.float32 for t in model.encode(data.test_x[:5]))
+    assert model.decoder(z).dtype == torch.float32
+
+
+def test_bf16_evaluation_is_within_the_refusal_bound_of_fp32():
+    """Same weights and noise: |Δ nll| <= 0.05 nats (the bound past which eval.precision=bf16
+    would be refused), yet not equal (the bf16 path ran)."""
+    model, data, _ = fit()
+    metrics = {}
+    for precision in ("fp32", "bf16"):
+        torch.manual_seed(0)
+        settings = EvalSettings(k=200, precision=precision)
+        metrics[precision] = evaluate(model, data, settings).metrics
+    delta = metrics["bf16"]["nll"] - metrics["fp32"]["nll"]
+    assert 0 < abs(delta) <= 0.05
+    assert metrics["bf16"]["neg_elbo"] == pytest.approx(metrics["fp32"]["neg_elbo"], abs=0.05)
+
+
+def test_bf16_training_is_deterministic_and_tracks_fp32():
+    fp32 = fit("trainer.epochs=3")[2]
+    bf16 = [fit("trainer.epochs=3", "trainer.precision=bf16")[2] for _ in range(2)]
+    assert bf16[0] == bf16[1]
+    assert bf16[0] != fp32
+    assert bf16[0][-1]["train/neg_elbo"] == pytest.approx(fp32[-1]["train/neg_elbo"], abs=0.5)
