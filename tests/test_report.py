@@ -1,6 +1,7 @@
 import re
 import struct
 
+import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -144,3 +145,16 @@ def test_paired_comparison_recovers_a_known_shift(tmp_path, tracking_uri):
     assert out["indistinguishable"].tolist() == [True, True, False]
     other = paired_vs_best(rows, pd.DataFrame({"test_set": ["a", "a", "b"]}), best=0)
     assert other["delta"].isna().all()  # different test sets: no paired comparison
+
+
+def test_precision_column_flags_bf16_runs_and_reads_old_runs_as_fp32():
+    from bench.report.table import precision
+
+    runs = pd.DataFrame(
+        {
+            "params.trainer.precision": ["fp32", "bf16", None, "bf16"],
+            "params.eval.precision": ["fp32", "bf16", "bf16", "fp32"],
+        }
+    )
+    assert list(precision(runs)) == ["fp32", "bf16 train+eval", "bf16 eval", "bf16 train"]
+    assert list(precision(pd.DataFrame(index=range(2)))) == ["fp32", "fp32"]

@@ -92,6 +92,7 @@ def _markdown(
         "",
     ]
     lines += results_table(rows, study) if len(rows) else ["No finished trials yet."]
+    lines += bf16_note(rows)
     lines += ["", "## Failed and pruned trials", "", *stopped_list(study)]
     lines += ["", "## Published references", "", *reference_lines(rows, first)]
     if names:
@@ -126,6 +127,18 @@ def ladder_section(rows: pd.DataFrame, study: StudyRuns, paired: pd.DataFrame) -
     ]
 
 
+def bf16_note(rows: pd.DataFrame) -> list[str]:
+    if not len(rows) or (rows["precision"] == "fp32").all():
+        return []
+    return [
+        "",
+        "Rows marked bf16 trained or were evaluated with bf16 matmuls (`trainer.precision`, "
+        "`eval.precision`): their numbers carry bf16's rounding, measured against fp32 on the "
+        "same weights and noise in benchmarks/RESULTS.md; compare them with fp32 rows with that "
+        "in mind.",
+    ]
+
+
 def results_table(rows: pd.DataFrame, study: StudyRuns) -> list[str]:
     extra = [k for k in study.swept() if k not in ALIASES]
     setup = ["variant", "z_dim", "h_dim", "likelihood", "σ²", "epochs", *extra]
@@ -137,7 +150,7 @@ def results_table(rows: pd.DataFrame, study: StudyRuns) -> list[str]:
         cells = [
             "**best**" if i == best else "",
             row["trials"],
-            row["variant"],
+            row["variant"] + ("" if row["precision"] == "fp32" else f" ({row['precision']})"),
             as_int(row["z_dim"]),
             as_int(row["h_dim"]),
             row["likelihood"],

@@ -73,6 +73,7 @@ def run_table(study: StudyRuns, runs: pd.DataFrame | None = None) -> pd.DataFram
     for name, column in SETUP.items():
         table[name] = runs.get(column)
     table["seed"] = runs["params.trainer.seed"]
+    table["precision"] = precision(runs)
     table["test_set"] = test_set_key(runs)
     for key in study.swept():
         if key not in ALIASES:
@@ -81,10 +82,24 @@ def run_table(study: StudyRuns, runs: pd.DataFrame | None = None) -> pd.DataFram
         table[name] = pd.to_numeric(runs.get(column), errors="coerce")
     for name in SE:
         table[f"{name}_se"] = pd.to_numeric(runs.get(f"{METRICS[name]}_se"), errors="coerce")
-    for name in table.columns.drop(["variant", "likelihood", "run_id", "test_set"]):
+    for name in table.columns.drop(["variant", "likelihood", "run_id", "precision", "test_set"]):
         table[name] = _numeric_if_possible(table[name])
     table.loc[table["likelihood"] != "gaussian", "output_variance"] = np.nan
     return table.sort_values(["nll", "recon", "trial"], na_position="last").reset_index(drop=True)
+
+
+def precision(runs: pd.DataFrame) -> pd.Series:
+    """`fp32`, or which of training and evaluation ran in bf16 (runs from before the setting:
+    fp32)."""
+    columns = {"train": "params.trainer.precision", "eval": "params.eval.precision"}
+    bf16 = pd.DataFrame(
+        {
+            part: runs.get(column, pd.Series(index=runs.index)) == "bf16"
+            for part, column in columns.items()
+        }
+    )
+    names = bf16.apply(lambda row: "+".join(part for part in columns if row[part]), axis=1)
+    return names.map(lambda n: f"bf16 {n}" if n else "fp32").astype(object)
 
 
 def test_set_key(runs: pd.DataFrame) -> pd.Series:
@@ -102,7 +117,7 @@ def test_set_key(runs: pd.DataFrame) -> pd.Series:
 
 def aggregate(table: pd.DataFrame, study: StudyRuns) -> pd.DataFrame:
     """Runs that differ only in trainer.seed become one row: mean, std and n of each metric."""
-    keys = [*SETUP, *(k for k in study.swept() if k not in ALIASES)]
+    keys = [*SETUP, "precision", *(k for k in study.swept() if k not in ALIASES)]
     grouped = table.groupby(keys, dropna=False, sort=False)
     out = grouped[list(METRICS)].mean()
     for name in METRICS:
@@ -136,6 +151,8 @@ def best_index(rows: pd.DataFrame) -> int:
 def label(row: pd.Series, study: StudyRuns) -> str:
     names = [ALIASES.get(k, k) for k in study.swept()]
     settings = ", ".join(f"{n}={num(row[n], 4)}" for n in names if n not in ("seed", "variant"))
+    if row.get("precision", "fp32") != "fp32":
+        settings = ", ".join(filter(None, [settings, str(row["precision"])]))
     return f"{row['variant']} ({settings})" if settings else str(row["variant"])
 
 
