@@ -90,8 +90,9 @@ def _evaluator(data: Dataset, rows: list) -> list[str]:
         "## Evaluator",
         "",
         f"On the {len(data.test)} test images with the harness fp32 model of the last seed; "
-        "logsumexp in float64. Δ nll: minus fp32 eager's, on the same weights and noise, ± its "
-        "paired SE. Warm-up: an untimed first call on two images (holds the compile).",
+        "logsumexp in float64. Seconds: the fastest of the rounds (the modes alternate). Δ nll: "
+        "minus fp32 eager's, on the same weights and noise, ± its paired SE. Warm-up: an "
+        "untimed first call on two images (holds the compile, if any).",
         "",
         "| evaluation | seconds | vs −ELBO | warm-up s | nll | Δ nll |",
         "|---|---|---|---|---|---|",
