@@ -45,7 +45,7 @@ class EvalSettings:
 
 
 # Compiled, the likelihood's per-pixel sums are one pass instead of ~8: the IW bound of
-# Fashion-MNIST's test split (7.8e9 elements at k=1000) took 48 s against 109 s eager (AMD EPYC
+# Fashion-MNIST's test split (7.8e9 elements at k=1000) took 52 s against 68 s eager (AMD EPYC
 # Zen 4, 2 threads; benchmarks/RESULTS.md). The compile costs ~14 s the first time on a machine,
 # ~0.3 s from Inductor's disk cache after that: from 1e9 elements (k x examples x pixels) on it
 # pays; digits at k=1000 (2.3e7) stays eager.

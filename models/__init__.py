@@ -8,7 +8,7 @@ from models.base import LatentModel, LossParts, kl_normal
 from models.likelihood import Bernoulli, Gaussian, build_likelihood
 from models.registry import register, variant, variant_names
 
-TOOLKIT = {"base", "likelihood", "nets", "registry"}  # shared parts, not variants
+TOOLKIT = {"base", "kernels", "likelihood", "nets", "registry"}  # shared parts, not variants
 
 for _module in pkgutil.iter_modules(__path__):
     if _module.name not in TOOLKIT:
