@@ -59,6 +59,10 @@ def validate(cfg: DictConfig) -> None:
     _at_least("model.h_dim", model.h_dim, 1, int)
     _at_least("model.n_hidden", model.n_hidden, 0, int)
     _positive("model.output_variance", model.output_variance)
+    if "beta" in model:
+        _positive("model.beta", model.beta)
+    if "k_train" in model:
+        _at_least("model.k_train", model.k_train, 1, int)
     if model.likelihood not in LIKELIHOODS:
         raise BenchError(
             f"model.likelihood must be bernoulli or gaussian, got {model.likelihood!r}"
