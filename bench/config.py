@@ -10,7 +10,9 @@ from omegaconf.errors import OmegaConfBaseException
 
 from bench.errors import BenchError
 from bench.precision import PRECISIONS
+from bench.schedules import LR_SCHEDULES
 from models import variant_names
+from models.nets import ACTIVATION_NAMES
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 COMPILE_SETTINGS = ("auto", "none", "default", "reduce-overhead", "max-autotune")
@@ -58,6 +60,7 @@ def validate(cfg: DictConfig) -> None:
     _at_least("model.z_dim", model.z_dim, 1, int)
     _at_least("model.h_dim", model.h_dim, 1, int)
     _at_least("model.n_hidden", model.n_hidden, 0, int)
+    _one_of("model.activation", model.activation, ACTIVATION_NAMES)
     _positive("model.output_variance", model.output_variance)
     if "beta" in model:
         _positive("model.beta", model.beta)
@@ -77,6 +80,11 @@ def validate(cfg: DictConfig) -> None:
     _at_least("trainer.epochs", trainer.epochs, 1, int)
     _at_least("trainer.batch_size", trainer.batch_size, 1, int)
     _positive("trainer.lr", trainer.lr)
+    _one_of("trainer.lr_schedule", trainer.lr_schedule, LR_SCHEDULES)
+    _at_least("trainer.lr_step_epochs", trainer.lr_step_epochs, 1, int)
+    _positive("trainer.lr_gamma", trainer.lr_gamma)
+    _at_least("trainer.warmup_epochs", trainer.warmup_epochs, 0, int)
+    _at_least("trainer.patience", trainer.patience, 0, int)
     _at_least("eval.k", cfg.eval.k, 1, int)
     if cfg.eval.rows_per_chunk != "auto":
         _at_least("eval.rows_per_chunk", cfg.eval.rows_per_chunk, 1, int)

@@ -61,18 +61,20 @@ def run_job(
             on_epoch(epoch, metrics)
 
     started = time.perf_counter()
-    train(model, data, cfg.trainer, on_epoch=log_epoch, progress=progress)
+    history = train(model, data, cfg.trainer, on_epoch=log_epoch, progress=progress)
     seconds = time.perf_counter() - started
     results = {
         "train_seconds": seconds,
-        "train_samples_per_s": cfg.trainer.epochs * len(data.train) / seconds,
+        "train_samples_per_s": len(history) * len(data.train) / seconds,
+        "epochs_run": len(history),
+        "best_epoch": history.best_epoch,
     }
     settings = EvalSettings.from_config(cfg.eval)
     for split in ("val", "test") if validate else ("test",):
         torch.manual_seed(cfg.trainer.seed)
         evaluation = evaluate(model, data, settings, split)
         results |= {f"{EVAL_PREFIX[split]}/{k}": v for k, v in evaluation.metrics.items()}
-    tracking.log_metrics(client, run_id, results, step=cfg.trainer.epochs)
+    tracking.log_metrics(client, run_id, results, step=len(history))
     _log_evaluation(client, run_id, evaluation)
     _log_artifacts(client, run_id, cfg, model, data, evaluation)
     return results

@@ -3,6 +3,7 @@
 import math
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -13,6 +14,7 @@ from bench.data import Dataset
 from bench.errors import BenchError
 from bench.evaluate import elbo_parts, loss_part_sums
 from bench.precision import autocast
+from bench.schedules import EarlyStopping, kl_weight, lr_schedule
 from bench.signals import raise_if_interrupted
 from models.base import LatentModel, LossParts
 
@@ -60,14 +62,28 @@ def steps(cfg: Any, n_train: int) -> int:
     return cfg.epochs * math.ceil(n_train / cfg.batch_size)
 
 
+VALIDATION_STREAM = 7919  # offset of the validation noise's seed from the training seed
+
+
+class History(list):
+    """Per-epoch `train/*` and `val/*` means (nats per example); `best_epoch`: the epoch whose
+    weights the model holds after training (the best validation epoch with early stopping,
+    else the last)."""
+
+    best_epoch: int = 0
+
+
 def train(
     model: LatentModel,
     data: Dataset,
     cfg: Any,
     on_epoch: EpochCallback | None = None,
     progress: bool | None = None,
-) -> list[dict[str, float]]:
-    """Train for `cfg.epochs`; returns per-epoch `train/*` and `val/*` means (nats per example).
+) -> History:
+    """Train for at most `cfg.epochs`: the regularizer's weight warmed up over
+    `cfg.warmup_epochs`, the learning rate on `cfg.lr_schedule`, stopped after `cfg.patience`
+    epochs without a better validation -ELBO (recon for a deterministic encoder), the best
+    epoch's weights restored.
 
     `progress=None` shows a bar only on a terminal. Raises DivergedError on a non-finite loss.
     """
@@ -77,45 +93,76 @@ def train(
     torch.set_flush_denormal(True)  # Adam's moments go subnormal from epoch 2 and slow every step
     generator = torch.Generator(device).manual_seed(cfg.seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=True)
+    schedule, stopping = lr_schedule(optimizer, cfg), EarlyStopping(cfg.patience)
     precision = partial(autocast, cfg.precision, device)
-    history = []
+    history = History()
     bar = tqdm(range(1, cfg.epochs + 1), desc="train", unit="epoch", disable=_quiet(progress))
     for epoch in bar:
         model.train()
-        sums = _epoch(loss_parts, optimizer, data, generator, cfg.batch_size, precision)
+        run = Steps(loss_parts, optimizer, precision, kl_weight(epoch, cfg.warmup_epochs))
+        sums = _epoch(run, data, generator, cfg.batch_size)
         metrics = {f"train/{name}": float(total) / len(data.train) for name, total in sums.items()}
+        metrics |= {"train/kl_weight": run.kl_weight, "train/lr": schedule.get_last_lr()[0]}
         _check_finite(metrics, epoch)
-        model.eval()
         with precision():
-            val = elbo_parts(model, data.val_x, data.val.labels)
+            val = validation_elbo(model, data, cfg.seed)
         metrics |= {f"val/{name}": value for name, value in val.items()}
         history.append(metrics)
+        schedule.step()
         bar.set_postfix(objective=f"{metrics['train/objective']:.2f}")
         if on_epoch is not None:
             on_epoch(epoch, metrics)
+        if stopping.update(epoch, val.get("neg_elbo", val["recon"]), model):
+            break
+    history.best_epoch = stopping.restore(model, epoch)
     return history
 
 
+def validation_elbo(model: LatentModel, data: Dataset, seed: int) -> dict[str, float]:
+    """The validation split's loss parts, one sample each, drawn with the same noise every epoch
+    (common random numbers: epochs compare on the same draws, and early stopping's best is
+    reproducible); the training stream is left as it was."""
+    device = data.val_x.device
+    model.eval()
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed + VALIDATION_STREAM)
+        return elbo_parts(model, data.val_x, data.val.labels)
+
+
+@dataclass
+class Steps:
+    """How one epoch's steps run: the (maybe compiled) loss, the optimizer, the precision
+    context of the forward pass, and the warm-up's weight on the regularizer."""
+
+    loss_parts: Callable[[torch.Tensor, torch.Tensor], LossParts]
+    optimizer: torch.optim.Optimizer
+    precision: Callable[[], AbstractContextManager]
+    kl_weight: float = 1.0
+
+    def objective(self, parts: LossParts) -> torch.Tensor:
+        """recon + weight x (objective - recon): the regularizer (KL, penalty, the IWAE's
+        KL-minus-tightening) weighted; the objective itself at weight 1."""
+        if self.kl_weight == 1.0:
+            return parts.objective
+        return parts.recon + self.kl_weight * (parts.objective - parts.recon)
+
+
 def _epoch(
-    loss_parts: Callable[[torch.Tensor, torch.Tensor], LossParts],
-    optimizer: torch.optim.Optimizer,
-    data: Dataset,
-    generator: torch.Generator,
-    batch_size: int,
-    precision: Callable[[], AbstractContextManager],
+    steps: Steps, data: Dataset, generator: torch.Generator, batch_size: int
 ) -> dict[str, torch.Tensor]:
     """One pass over a fresh permutation; sums stay on the device (no sync per step). The
-    forward pass runs in `precision`, the backward pass as autocast recommends, outside it."""
+    forward pass runs in `steps.precision`, the backward pass, as autocast recommends, outside
+    it. The sums are of the unweighted parts."""
     x, y = data.train_x(generator), data.train.labels
     perm = torch.randperm(len(x), generator=generator, device=x.device)
     sums: dict[str, torch.Tensor] = {}
     for idx in perm.split(batch_size):
         raise_if_interrupted()
-        with precision():
-            parts = loss_parts(x[idx].float(), y[idx])
-        optimizer.zero_grad(set_to_none=True)
-        parts.objective.mean().backward()
-        optimizer.step()
+        with steps.precision():
+            parts = steps.loss_parts(x[idx].float(), y[idx])
+        steps.optimizer.zero_grad(set_to_none=True)
+        steps.objective(parts).mean().backward()
+        steps.optimizer.step()
         for name, value in loss_part_sums(parts).items():
             sums[name] = sums.get(name, 0) + value.detach()
     return sums

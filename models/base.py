@@ -53,6 +53,7 @@ class LatentModel(nn.Module):
         n_hidden: int,
         likelihood: Likelihood,
         n_classes: int = 0,
+        activation: str = "relu",
     ):
         super().__init__()
         if self.conditional and n_classes < 2:
@@ -61,8 +62,8 @@ class LatentModel(nn.Module):
         self.n_classes = n_classes if self.conditional else 0
         self.likelihood = likelihood
         heads = 2 if self.stochastic else 1
-        self.encoder = mlp(x_dim + self.n_classes, h_dim, n_hidden, heads * z_dim)
-        self.decoder = mlp(z_dim + self.n_classes, h_dim, n_hidden, x_dim)
+        self.encoder = mlp(x_dim + self.n_classes, h_dim, n_hidden, heads * z_dim, activation)
+        self.decoder = mlp(z_dim + self.n_classes, h_dim, n_hidden, x_dim, activation)
 
     def _condition(self, t: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         if not self.conditional:

@@ -14,6 +14,7 @@ SETUP = {
     "epochs": "params.trainer.epochs",
     "k": "params.eval.k",
     "n_hidden": "params.model.n_hidden",
+    "activation": "params.model.activation",
 }
 METRICS = {
     "recon": "metrics.test/recon",
