@@ -16,7 +16,8 @@ from models.nets import ACTIVATION_NAMES
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 COMPILE_SETTINGS = ("auto", "none", "default", "reduce-overhead", "max-autotune")
-GROUPS = {"model": "model", "data": "dataset", "study": "study"}  # config group -> what it is
+# config group -> what it is
+GROUPS = {"model": "model", "data": "dataset", "study": "study", "recipe": "recipe"}
 
 
 def group_options(group: str) -> list[str]:
@@ -83,6 +84,9 @@ def validate(cfg: DictConfig) -> None:
     _one_of("trainer.lr_schedule", trainer.lr_schedule, LR_SCHEDULES)
     _at_least("trainer.lr_step_epochs", trainer.lr_step_epochs, 1, int)
     _positive("trainer.lr_gamma", trainer.lr_gamma)
+    _positive("trainer.adam_eps", trainer.adam_eps)
+    for milestone in trainer.lr_milestones:
+        _at_least("trainer.lr_milestones[]", milestone, 1, int)
     _at_least("trainer.warmup_epochs", trainer.warmup_epochs, 0, int)
     _at_least("trainer.patience", trainer.patience, 0, int)
     _at_least("eval.k", cfg.eval.k, 1, int)

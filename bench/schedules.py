@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-LR_SCHEDULES = ("none", "cosine", "step", "burda")
+LR_SCHEDULES = ("none", "cosine", "step", "multistep", "burda")
 BURDA_STAGES = 8  # Burda et al. 2016: stage i lasts 3^i epochs at lr 1e-3 * 10^(-i/7)
 
 
@@ -24,6 +24,9 @@ def lr_schedule(optimizer: torch.optim.Optimizer, cfg: Any) -> torch.optim.lr_sc
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
     if name == "step":
         return torch.optim.lr_scheduler.StepLR(optimizer, cfg.lr_step_epochs, cfg.lr_gamma)
+    if name == "multistep":
+        milestones = list(cfg.lr_milestones)
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, cfg.lr_gamma)
     factor = burda_factor if name == "burda" else (lambda _: 1.0)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 

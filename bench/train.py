@@ -92,7 +92,7 @@ def train(
     loss_parts = compiled(model, compile_mode(cfg.compile, device, steps(cfg, len(data.train))))
     torch.set_flush_denormal(True)  # Adam's moments go subnormal from epoch 2 and slow every step
     generator = torch.Generator(device).manual_seed(cfg.seed)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=True)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps, fused=True)
     schedule, stopping = lr_schedule(optimizer, cfg), EarlyStopping(cfg.patience)
     precision = partial(autocast, cfg.precision, device)
     history = History()

@@ -1,12 +1,13 @@
 """Every config file composes and validates; config groups and the variant registry agree."""
 
+import re
 from importlib.resources import files
 
 import pytest
 import yaml
 from omegaconf import ListConfig
 
-from bench.config import group_options, load_config
+from bench.config import group_options, load_config, validate
 from bench.errors import BenchError
 from bench.run import main
 from models import variant_names
@@ -47,7 +48,7 @@ def test_study_config_composes_and_validates(name):
             assert load_config([f"study={name}", f"model={variant}"]).model.name == variant
 
 
-GROUPS = [("study", "study"), ("model", "model"), ("data", "dataset")]
+GROUPS = [("study", "study"), ("model", "model"), ("data", "dataset"), ("recipe", "recipe")]
 
 
 @pytest.mark.parametrize("group,what", GROUPS)
@@ -64,3 +65,15 @@ def test_data_config_composes_and_is_named_as_its_file(name):
     continuous = ["model.likelihood=gaussian"] if name == "linear" else []
     cfg = load_config([f"data={name}", *continuous])
     assert cfg.data.name == name and cfg.data.binarize in ("dynamic", "static", "none")
+
+
+@pytest.mark.parametrize("name", group_options("recipe"))
+def test_every_recipe_composes_validates_and_states_its_source(name):
+    cfg = load_config([f"recipe={name}"])
+    validate(cfg)
+    text = (CONF / "recipe" / f"{name}.yaml").read_text()
+    assert re.search(r"\b(19|20)\d\d\b", text.splitlines()[1]), "its source, with the year"
+    assert cfg.eval.k >= 200 and cfg.model.n_hidden >= 1
+    for variant in ("vae", "iwae"):  # a recipe is a training setup: any variant runs in it
+        validate(load_config([f"recipe={name}", f"model={variant}"]))
+    assert load_config([f"recipe={name}", "data=digits"]).data.name == "digits"

@@ -28,6 +28,7 @@ def test_the_loop_weights_the_regularizer_by_the_warmup_and_logs_it():
     [
         ("none", [1e-3] * 6),
         ("step", [1e-3, 1e-3, 5e-4, 5e-4, 2.5e-4, 2.5e-4]),
+        ("multistep", [1e-3, 1e-3, 1e-3, 5e-4, 5e-4, 2.5e-4]),
         (
             "cosine",
             [1e-3 * (1 + torch.cos(torch.tensor(e * torch.pi / 6))).item() / 2 for e in range(6)],
@@ -36,7 +37,12 @@ def test_the_loop_weights_the_regularizer_by_the_warmup_and_logs_it():
 )
 def test_learning_rate_schedules_per_epoch(schedule, expected):
     cfg = load_config(
-        [f"trainer.lr_schedule={schedule}", "trainer.lr_step_epochs=2", "trainer.epochs=6"]
+        [
+            f"trainer.lr_schedule={schedule}",
+            "trainer.lr_step_epochs=2",
+            "trainer.lr_milestones=[3,5]",
+            "trainer.epochs=6",
+        ]
     )
     optimizer = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=cfg.trainer.lr)
     scheduler, rates = lr_schedule(optimizer, cfg.trainer), []
