@@ -10,38 +10,20 @@ decomposition and IW seconds are set beside it. Results go to benchmarks/GAPS.md
 
 import argparse
 import dataclasses
-import os
-import tempfile
 import time
 from pathlib import Path
 
-import mlflow
 import pandas as pd
 import torch
-from omegaconf import OmegaConf
 
 from bench import tracking
 from bench.cli import run_parsed
 from bench.config import load_config
-from bench.data import load
 from bench.estimators.iw import iw_terms
 from bench.estimators.optimal_q import Search, optimal_q
-from bench.job import build_model
 from bench.perf.machine import machine
 from bench.report.runs import load_study_runs
-from models.base import LatentModel
-
-
-def reload(run_id: str) -> tuple[LatentModel, object, object]:
-    """(model with the run's weights, its dataset, its resolved config)."""
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(mlflow.artifacts.download_artifacts(run_id=run_id, dst_path=tmp))
-        cfg = OmegaConf.load(folder / "config.yaml")
-        data = load(cfg.data)
-        model = build_model(cfg.model, data, int(cfg.trainer.seed))
-        model.load_state_dict(torch.load(folder / "model.pt", map_location="cpu"))
-    return model.eval(), data, cfg
+from bench.stored_run import reload
 
 
 def measure(run: pd.Series, longer: int) -> dict[str, object]:

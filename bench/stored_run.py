@@ -1,0 +1,70 @@
+"""A finished run read back from its tracking store: its resolved config and trained weights."""
+
+import os
+import tempfile
+from pathlib import Path
+
+import mlflow
+import torch
+from mlflow.exceptions import MlflowException
+from omegaconf import DictConfig, OmegaConf
+
+from bench.config import load_config
+from bench.data import Dataset, load
+from bench.errors import BenchError
+from bench.job import build_model
+from models.base import LatentModel
+
+WEIGHTS, CONFIG = "model.pt", "config.yaml"
+
+
+def stored_config(run_id: str, tracking_uri: str | None = None) -> DictConfig:
+    """The run's logged config on top of today's defaults for its model and data (keys added
+    since it ran take their defaults)."""
+    stored = OmegaConf.load(_download(run_id, CONFIG, tracking_uri))
+    base = load_config([f"model={stored.model.name}", f"data={stored.data.name}"])
+    return OmegaConf.merge(base, stored)
+
+
+def stored_model(
+    run_id: str, cfg: DictConfig, data: Dataset, tracking_uri: str | None = None
+) -> LatentModel:
+    model = build_model(cfg.model, data, int(cfg.trainer.seed))
+    path = _download(run_id, WEIGHTS, tracking_uri)
+    state = torch.load(path, map_location=data.test_x.device)
+    model.load_state_dict(state)
+    return model.to(data.test_x.device).eval()
+
+
+def reload(run_id: str) -> tuple[LatentModel, Dataset, DictConfig]:
+    """(model with the run's weights, its dataset, its config)."""
+    cfg = stored_config(run_id)
+    data = load(cfg.data)
+    return stored_model(run_id, cfg, data), data, cfg
+
+
+def _download(run_id: str, name: str, tracking_uri: str | None) -> Path:
+    """The artifact `name` of the run (None: the current tracking URI's store)."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    folder = Path(tempfile.mkdtemp(prefix="vae-bench-run-"))
+    try:
+        return Path(
+            mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path=name, dst_path=str(folder), tracking_uri=tracking_uri
+            )
+        )
+    except MlflowException as e:
+        raise BenchError(_why(run_id, name, e)) from None
+    except OSError as e:
+        raise BenchError(f"run {run_id} has no {name} artifact: {e}") from None
+
+
+def _why(run_id: str, name: str, error: MlflowException) -> str:
+    message = str(error).splitlines()[0]
+    if (
+        "RESOURCE_DOES_NOT_EXIST" in str(error.error_code)
+        and "run" in message.lower()
+        and run_id in message
+    ):
+        return f"no run {run_id!r} in the tracking store"
+    return f"run {run_id} has no {name} artifact ({message})"
