@@ -236,11 +236,11 @@ def stopped_list(study: StudyRuns) -> list[str]:
 
 def reference_lines(rows: pd.DataFrame, first: pd.Series) -> list[str]:
     dataset, binarize = first.get("params.data.name"), first.get("params.data.binarize")
-    refs = matching(dataset, binarize)
+    refs = matching(dataset, binarize, set(rows["variant"]) if len(rows) else set())
     if not refs:
         return [
-            f"No published number is recorded for {dataset} with binarize={binarize} "
-            "(bench/report/references.yaml)."
+            f"No published number is recorded for {dataset} with binarize={binarize} and these "
+            "variants (bench/references.yaml)."
         ]
     bounded = rows.dropna(subset=["nll"])
     best = bounded.loc[bounded["nll"].idxmin()] if len(bounded) else None
@@ -254,6 +254,8 @@ def reference_lines(rows: pd.DataFrame, first: pd.Series) -> list[str]:
             ours = {
                 "binarize": binarize,
                 "likelihood": best["likelihood"],
+                "stochastic_layers": 1,
+                "activation": best.get("activation") or "relu",
                 "n_hidden": as_int(best["n_hidden"]),
                 "h_dim": as_int(best["h_dim"]),
                 "z_dim": as_int(best["z_dim"]),

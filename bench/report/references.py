@@ -5,15 +5,28 @@ from typing import Any
 
 import yaml
 
-COMPARED = ("binarize", "likelihood", "n_hidden", "h_dim", "z_dim", "k", "epochs")
+COMPARED = (
+    "binarize", "likelihood", "stochastic_layers", "n_hidden", "h_dim", "z_dim", "activation",
+    "k", "epochs",
+)  # fmt: skip
 
 
 def references() -> list[dict[str, Any]]:
-    return yaml.safe_load(files("bench.report").joinpath("references.yaml").read_text())
+    return yaml.safe_load(files("bench").joinpath("references.yaml").read_text())
 
 
-def matching(dataset: str, binarize: str) -> list[dict[str, Any]]:
-    return [r for r in references() if r["dataset"] == dataset and r["binarize"] == binarize]
+def matching(dataset: str, binarize: str, variants: set[str]) -> list[dict[str, Any]]:
+    """Entries for this data and these variants, with one stochastic layer as ours; a VAE's
+    only as trained with one sample (its multi-sample rows average k ELBOs)."""
+    return [
+        r
+        for r in references()
+        if r["dataset"] == dataset
+        and r["binarize"] == binarize
+        and r["variant"] in variants
+        and r["stochastic_layers"] == 1
+        and (r["variant"] != "vae" or r["k_train"] == 1)
+    ]
 
 
 def differences(reference: dict[str, Any], run: dict[str, Any]) -> list[str]:
