@@ -54,12 +54,26 @@ def gap(table: pd.DataFrame, x: str, path: Path) -> Path:
     return _save(fig, path)
 
 
-def rate_distortion(table: pd.DataFrame, path: Path) -> Path:
+def rate_distortion(table: pd.DataFrame, x: str, path: Path) -> Path:
+    """Each run at (KL, recon), labelled with its swept value; dotted lines of equal -ELBO
+    (rate + distortion), the lowest one through the tightest run."""
+    data = table.dropna(subset=["kl"])
     fig, ax = _axes()
-    sns.scatterplot(table.dropna(subset=["kl"]), x="kl", y="recon", hue="variant", s=50, ax=ax)
-    ax.set(
-        xlabel="rate: KL (nats)", ylabel="distortion: recon (nats)", title="rate-distortion plane"
+    sns.scatterplot(data, x="kl", y="recon", hue="variant", s=50, ax=ax)
+    if x != "variant":
+        for _, row in data.iterrows():
+            ax.annotate(f"{row[x]:g}", (row["kl"], row["recon"]), xytext=(4, 4), fontsize=8,
+                        textcoords="offset points")  # fmt: skip
+    if len(data):
+        lowest, top = float((data["kl"] + data["recon"]).min()), float(data["kl"].max())
+        for level in (lowest, lowest + 5, lowest + 10):
+            ax.plot([0, top], [level, level - top], color="grey", linestyle=":", linewidth=1)
+        low, high = float(data["recon"].min()), float(data["recon"].max())
+        ax.set_ylim(max(0.0, low - 0.1 * (high - low) - 1), high + 0.1 * (high - low) + 1)
+    title = "rate-distortion plane (dotted: equal −ELBO" + (
+        f"; labels: {x})" if x != "variant" else ")"
     )
+    ax.set(xlabel="rate: KL (nats)", ylabel="distortion: recon (nats)", title=title)
     return _save(fig, path)
 
 

@@ -272,7 +272,7 @@ def _figures(study: StudyRuns, table: pd.DataFrame, rows: pd.DataFrame, out: Pat
     made = [
         figures.bound(table, x, out / "bound.png"),
         figures.gap(table, x, out / "gap.png"),
-        figures.rate_distortion(table, out / "rate_distortion.png"),
+        figures.rate_distortion(table, x, out / "rate_distortion.png"),
         figures.active_units(table, out / "active_units.png"),
     ]
     bounded = rows.dropna(subset=["nll"])
