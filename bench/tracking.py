@@ -56,7 +56,8 @@ def experiment_id(client: MlflowClient, name: str) -> str:
     uri = client.tracking_uri
     location = None
     if uri.startswith("sqlite:///"):
-        location = (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts").as_uri()
+        store = Path(uri.removeprefix("sqlite:///")).resolve()  # sqlite:///rel.db: from the cwd
+        location = (store.parent / "mlartifacts").as_uri()
     try:
         return client.create_experiment(name, artifact_location=location)
     except Exception:  # another process created it first

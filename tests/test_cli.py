@@ -222,3 +222,9 @@ def test_every_module_entry_point_runs(tmp_path, args, code, says):
     )
     assert out.returncode == code, out.stderr
     assert (out.stdout + out.stderr).startswith(says)
+
+
+def test_a_relative_sqlite_store_keeps_its_artifacts_beside_it(tmp_path):
+    assert main(["trainer.epochs=1", "eval.k=5", "tracking_uri=sqlite:///relative.db"]) == 0
+    _, (run,) = all_runs(f"sqlite:///{tmp_path / 'relative.db'}")
+    assert run.info.artifact_uri.startswith((tmp_path / "mlartifacts").as_uri())
