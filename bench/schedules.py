@@ -41,10 +41,11 @@ def burda_factor(epoch: int) -> float:
 
 class EarlyStopping:
     """Keeps the weights of the epoch with the lowest validation criterion; says to stop after
-    `patience` epochs without a new best (0: never)."""
+    `patience` epochs without a new best (0: never), counted from the end of the warm-up at the
+    earliest (as Tomczak's VampPrior code resets its count during the warm-up)."""
 
-    def __init__(self, patience: int):
-        self.patience = patience
+    def __init__(self, patience: int, warmup_epochs: int = 0):
+        self.patience, self.warmup_epochs = patience, warmup_epochs
         self.best, self.best_epoch, self.state = math.inf, 0, None
 
     def update(self, epoch: int, criterion: float, model: torch.nn.Module) -> bool:
@@ -52,7 +53,8 @@ class EarlyStopping:
             self.best, self.best_epoch = criterion, epoch
             if self.patience > 0:
                 self.state = copy.deepcopy(model.state_dict())
-        return self.patience > 0 and epoch - self.best_epoch >= self.patience
+        since = epoch - max(self.best_epoch, self.warmup_epochs)
+        return self.patience > 0 and since >= self.patience
 
     def restore(self, model: torch.nn.Module, last_epoch: int) -> int:
         """Loads the best weights (with patience) and returns the epoch they are from; without

@@ -93,7 +93,7 @@ def train(
     torch.set_flush_denormal(True)  # Adam's moments go subnormal from epoch 2 and slow every step
     generator = torch.Generator(device).manual_seed(cfg.seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps, fused=True)
-    schedule, stopping = lr_schedule(optimizer, cfg), EarlyStopping(cfg.patience)
+    schedule, stopping = lr_schedule(optimizer, cfg), EarlyStopping(cfg.patience, cfg.warmup_epochs)
     precision = partial(autocast, cfg.precision, device)
     history = History()
     bar = tqdm(range(1, cfg.epochs + 1), desc="train", unit="epoch", disable=_quiet(progress))

@@ -71,6 +71,7 @@ def test_data_config_composes_and_is_named_as_its_file(name):
 def test_every_recipe_composes_validates_and_states_its_source(name):
     cfg = load_config([f"recipe={name}"])
     validate(cfg)
+    assert cfg.recipe_name == name  # logged: bench.reproduce finds the recipe's runs by it
     text = (CONF / "recipe" / f"{name}.yaml").read_text()
     assert re.search(r"\b(19|20)\d\d\b", text.splitlines()[1]), "its source, with the year"
     assert cfg.eval.k >= 200 and cfg.model.n_hidden >= 1

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from bench.config import load_config
-from bench.schedules import burda_factor, kl_weight, lr_schedule
+from bench.schedules import EarlyStopping, burda_factor, kl_weight, lr_schedule
 from bench.train import Steps, validation_elbo
 from models.base import LossParts
 from tests.test_training import fit
@@ -71,3 +71,10 @@ def test_early_stopping_restores_the_best_validation_weights():
     assert history.best_epoch == 1 + val.index(min(val)) <= len(history) - 2
     restored = validation_elbo(model, data, 3)["neg_elbo"]
     assert restored == min(val)
+
+
+def test_patience_counts_from_the_end_of_the_warmup():
+    stopping, model = EarlyStopping(patience=2, warmup_epochs=5), torch.nn.Linear(1, 1)
+    worse = [stopping.update(epoch, 10.0 + epoch, model) for epoch in range(1, 9)]
+    assert worse == [False] * 6 + [True, True]  # best at 1; counting starts at epoch 5
+    assert stopping.restore(model, 8) == 1

@@ -1,0 +1,141 @@
+"""python -m bench.reproduce [--tracking-uri URI] [--out benchmarks/REPRODUCE.md]
+
+Ours against published, recipe by recipe (bench/conf/recipe): every finished run made with
+`recipe=NAME` in the tracking store (its setup, epochs run, best epoch, wall time, nll ± SE at
+the largest k it was scored with, the published number for the same data and variant, and the
+difference), and for a recipe with no run here the command that makes one. Each run's config and
+weights are copied beside the file (`reproduce/<recipe>-<data>-<variant>-seed<N>/`) so anyone can
+re-score them with python -m bench.score.
+"""
+
+import argparse
+import re
+from importlib.resources import files
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+
+from bench import tracking
+from bench.cli import run_parsed
+from bench.config import group_options
+from bench.report.references import references
+from bench.report.runs import download_artifacts
+from bench.stored_run import CONFIG, WEIGHTS
+
+
+def recipe_runs(recipe: str) -> pd.DataFrame:
+    return mlflow.search_runs(
+        search_all_experiments=True,
+        filter_string=f"params.recipe_name = '{recipe}' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time ASC"],
+    )
+
+
+def scored_nll(run: pd.Series) -> tuple[int, float, float]:
+    """(k, nll, SE) at the largest k the run was scored with (bench.score's test_k<K>/)."""
+    found = (re.fullmatch(r"metrics\.(test_k(\d+))/nll", c) for c in run.index)
+    scored = {int(m[2]): m[1] for m in found if m}
+    scored = {k: p for k, p in scored.items() if pd.notna(run[f"metrics.{p}/nll"])}
+    own = int(run["params.eval.k"])
+    k = max([own, *scored])
+    prefix = "test" if k == own and k not in scored else scored[k]
+    return k, run[f"metrics.{prefix}/nll"], run[f"metrics.{prefix}/nll_se"]
+
+
+def published(recipe: str, data: str, variant: str, k_train: int) -> dict | None:
+    for ref in references():
+        same = ref.get("recipe") == recipe and ref["dataset"] == data and ref["variant"] == variant
+        if same and ref["stochastic_layers"] == 1 and ref["k_train"] == k_train:
+            return ref
+    return None
+
+
+def run_row(recipe: str, run: pd.Series) -> str:
+    data, variant = run["params.data.name"], run["params.model.name"]
+    k_train = int(run.get("params.model.k_train") or 1)
+    k, nll, se = scored_nll(run)
+    ref = published(recipe, data, variant, k_train)
+    theirs, delta = "none recorded", ""
+    if ref is not None:
+        theirs = f"{ref['nll']:.2f}" + (f" ± {ref['std']:.2f}" if "std" in ref else "")
+        delta = f"{nll - ref['nll']:+.2f}"
+    shown = f"{variant} (k_train {k_train})" if variant == "iwae" else variant
+    epochs = f"{int(run['metrics.epochs_run'])} of {run['params.trainer.epochs']}"
+    hours = float(run["metrics.train_seconds"]) / 3600
+    cells = [data, shown, run["params.trainer.seed"], epochs, int(run["metrics.best_epoch"])]
+    cells += [f"{hours:.2f}", k, f"{nll:.2f} ± {se:.2f}", theirs, delta]
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+HEADER = (
+    "| data | variant | seed | epochs run | best epoch | train hours | k | nll ± SE (ours) "
+    "| published | ours − published |"
+)
+
+
+def recipe_section(recipe: str, weights: Path) -> list[str]:
+    text = (files("bench.conf") / "recipe" / f"{recipe}.yaml").read_text()
+    comment = [line.lstrip("# ") for line in text.splitlines()[1:] if line.startswith("#")]
+    runs = recipe_runs(recipe)
+    lines = [f"## `{recipe}`", "", " ".join(comment), ""]
+    if runs.empty:
+        data = re.search(r"override /data: (\S+)", text)
+        needs = f" (it needs {data[1]}'s training split)" if data else ""
+        return lines + [
+            f"Not run here{needs}. Command: `python -m bench.run recipe={recipe} "
+            "trainer.seed=0`, then `python -m bench.reproduce` to fill this section.",
+            "",
+        ]
+    lines += [HEADER, "|---" * 10 + "|"]
+    for _, run in runs.iterrows():
+        lines.append(run_row(recipe, run))
+        name = f"{recipe}-{run['params.data.name']}-{run['params.model.name']}"
+        folder = weights / f"{name}-seed{run['params.trainer.seed']}"
+        folder.mkdir(parents=True, exist_ok=True)
+        download_artifacts(run["run_id"], {CONFIG: CONFIG, WEIGHTS: WEIGHTS}, folder)
+    return lines + [
+        "",
+        f"Command: `python -m bench.run recipe={recipe} [data=...] trainer.seed=N`; configs and "
+        f"weights in `{weights.name}/` (re-score one: `python -m bench.score` on a run made from "
+        "them, or load model.pt into `bench.job.build_model`).",
+        "",
+    ]
+
+
+INTRO = (
+    "Ours against published, recipe by recipe (`bench/conf/recipe/`): every finished run made "
+    "with `recipe=NAME` in the tracking store, at the largest k it was scored with "
+    "(`python -m bench.score`), beside the published number for the same data and variant "
+    "(`bench/references.yaml`). Written by `python -m bench.reproduce`."
+)
+
+
+def write(args: argparse.Namespace) -> None:
+    uri = tracking.tracking_uri(args.tracking_uri)
+    tracking.check_reachable(uri)
+    mlflow.set_tracking_uri(uri)
+    out = Path(args.out)
+    lines = ["# Published numbers reproduced", "", INTRO, ""]
+    for recipe in group_options("recipe"):
+        lines += recipe_section(recipe, out.parent / "reproduce")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines))
+    print(f"written: {out}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.reproduce", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "--tracking-uri", help="default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db"
+    )
+    parser.add_argument("--out", default="benchmarks/REPRODUCE.md")
+    return run_parsed(parser, argv, write)
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

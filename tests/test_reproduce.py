@@ -1,0 +1,25 @@
+"""python -m bench.reproduce: recipe runs against published numbers, weights kept beside."""
+
+from bench.reproduce import main, published
+from bench.run import main as run_main
+
+
+def test_published_numbers_are_found_for_a_recipes_data_and_variant():
+    assert published("vampprior2018", "fashion-mnist", "vae", 1)["nll"] == 228.70
+    assert published("burda2016", "mnist", "iwae", 5)["nll"] == 85.54
+    assert published("burda2016", "mnist", "vae", 1)["nll"] == 86.76
+    assert published("vampprior2018", "digits", "vae", 1) is None
+
+
+def test_the_table_lists_recipe_runs_and_keeps_their_weights(tracking_uri, tmp_path):
+    small = ["data=digits", "trainer.epochs=2", "eval.k=5", f"tracking_uri={tracking_uri}"]
+    assert run_main(["recipe=vampprior2018", *small]) == 0
+    assert run_main(small) == 0  # not a recipe run: not listed
+    out = tmp_path / "bm" / "REPRODUCE.md"
+    assert main(["--tracking-uri", tracking_uri, "--out", str(out)]) == 0
+    text = out.read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| digits |")]
+    assert rows == [rows[0]] and "| 2 of 2 |" in rows[0] and "none recorded" in rows[0]
+    assert text.count("Not run here (it needs mnist's training split)") == 2
+    folder = tmp_path / "bm" / "reproduce" / "vampprior2018-digits-vae-seed0"
+    assert (folder / "model.pt").stat().st_size > 0 and (folder / "config.yaml").exists()
