@@ -158,3 +158,19 @@ def test_precision_column_flags_bf16_runs_and_reads_old_runs_as_fp32():
     )
     assert list(precision(runs)) == ["fp32", "bf16 train+eval", "bf16 eval", "bf16 train"]
     assert list(precision(pd.DataFrame(index=range(2)))) == ["fp32", "fp32"]
+
+
+def test_a_beta_sweep_explains_the_trade_and_labels_the_rate_distortion_plane(tmp_path):
+    sweep = [
+        "study=smoke",
+        "model=beta-vae",
+        "~study.space.model.z_dim",
+        "+study.space.model.beta=[0.5,2.0]",
+        f"tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
+        f"storage=sqlite:///{tmp_path / 'optuna.db'}",
+    ]
+    assert run_main(sweep) == 0
+    out = tmp_path / "reports" / "smoke-digits"
+    text = (out / "README.md").read_text()
+    assert "Each β trades rate (KL) for distortion (recon)" in text and "β = 2σ²" in text
+    assert png_size(out / "rate_distortion.png") == figures.PIXELS

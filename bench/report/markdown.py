@@ -83,6 +83,8 @@ def _markdown(
             f"{len(study.running)} trial(s) still running: this report shows what has finished.",
         ]
     lines += ["", "## How close to the bound", "", closeness(rows, study), ""]
+    if "model.beta" in study.swept():
+        lines += [BETA_NOTE, ""]
     if paired is not None and rows["nll"].notna().any():
         lines += ladder_section(rows, study, paired)
     lines += [
@@ -125,6 +127,16 @@ def ladder_section(rows: pd.DataFrame, study: StudyRuns, paired: pd.DataFrame) -
         *ladder_table(rows, study, paired),
         "",
     ]
+
+
+BETA_NOTE = (
+    "Each β trades rate (KL) for distortion (recon) along the rate–distortion plane (figure "
+    "below); every row is evaluated on the true bound (β = 1), so its nll shows what training "
+    "on its objective cost in likelihood. With a Gaussian decoder σ² plays the same role: "
+    "−ln p(x|z) = ‖x − μ‖²/(2σ²) + (D/2) ln 2πσ², so training with output variance σ² weighs "
+    "the KL against the squared error as β = 2σ² would against ‖x − μ‖²; `study=variance` "
+    "sweeps it."
+)
 
 
 def bf16_note(rows: pd.DataFrame) -> list[str]:
