@@ -36,13 +36,14 @@ SHOWN = (
 )
 
 
-def run_single(cfg: DictConfig) -> tuple[str, dict[str, float]]:
-    """One tracked run; the MLflow run ends FINISHED, FAILED (reason tagged) or KILLED."""
+def run_single(cfg: DictConfig) -> tuple[str, str, dict[str, float]]:
+    """One tracked run: (experiment id, run id, test metrics); the MLflow run ends FINISHED,
+    FAILED (reason tagged) or KILLED."""
     client = tracking.connect(cfg.tracking_uri)
     experiment = tracking.experiment_id(client, cfg.experiment)
     name = f"{cfg.model.name}-z{cfg.model.z_dim}-{cfg.data.name}"
     with tracking.tracked_run(client, experiment, name) as run_id:
-        return run_id, run_job(cfg, client, run_id, progress=progress_flag(cfg))
+        return experiment, run_id, run_job(cfg, client, run_id, progress=progress_flag(cfg))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,7 +63,7 @@ def _run(cfg: DictConfig, args: list[str]) -> None:
         _print_run(cfg, *run_single(cfg))
 
 
-def _print_run(cfg: DictConfig, run_id: str, metrics: dict[str, float]) -> None:
+def _print_run(cfg: DictConfig, experiment: str, run_id: str, metrics: dict[str, float]) -> None:
     uri = tracking.tracking_uri(cfg.tracking_uri)
     print(f"run {run_id} in experiment {cfg.experiment!r} at {uri}")
     for key in SHOWN:
@@ -70,6 +71,7 @@ def _print_run(cfg: DictConfig, run_id: str, metrics: dict[str, float]) -> None:
             se = metrics.get(f"test/{key}_se")
             error = f" ± {se:.3f}" if se is not None else ""
             print(f"  test/{key:<18} {metrics[f'test/{key}']:10.3f}{error}")
+    print("\n".join(tracking.ui_links(uri, experiment, run_id)))
 
 
 def _print_study(cfg: DictConfig, result: StudyResult, report: Path) -> None:
@@ -77,6 +79,8 @@ def _print_study(cfg: DictConfig, result: StudyResult, report: Path) -> None:
     uri = tracking.tracking_uri(cfg.tracking_uri)
     print(f"optuna: study {result.study.study_name!r} in {safe_url(result.storage)}")
     print(f"mlflow: parent run {result.parent_run_id} (one child run per trial) at {uri}")
+    experiment = tracking.connect(uri).get_run(result.parent_run_id).info.experiment_id
+    print("\n".join(tracking.ui_links(uri, experiment)))
     print(f"report: {report}")
 
 

@@ -13,6 +13,8 @@ from typing import Any
 
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
+from mlflow.tracking.context.registry import resolve_tags
+from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT
 
 from bench.errors import BenchError, Pruned
 
@@ -48,6 +50,10 @@ def connect(configured: str | None) -> MlflowClient:
         raise BenchError(f"cannot open MLflow tracking store {uri}: {e}") from None
 
 
+# MLflow 3's experiment kind: the UI shows such an experiment as model training, not GenAI traces
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
+
+
 def experiment_id(client: MlflowClient, name: str) -> str:
     """The experiment's id, creating it if needed (artifacts beside a SQLite store)."""
     found = client.get_experiment_by_name(name)
@@ -59,7 +65,7 @@ def experiment_id(client: MlflowClient, name: str) -> str:
         store = Path(uri.removeprefix("sqlite:///")).resolve()  # sqlite:///rel.db: from the cwd
         location = (store.parent / "mlartifacts").as_uri()
     try:
-        return client.create_experiment(name, artifact_location=location)
+        return client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_TAGS)
     except Exception:  # another process created it first
         found = client.get_experiment_by_name(name)
         if found is None:
@@ -126,11 +132,30 @@ def set_tags(client: MlflowClient, run_id: str, tags: Mapping[str, str]) -> None
 
 
 def environment_tags() -> dict[str, str]:
-    tags = {f"version.{name}": package_version(name) for name in PACKAGES}
-    commit = _git_commit()
+    """MLflow's standard run tags as its fluent API sets them (mlflow.user, mlflow.source.name,
+    mlflow.source.type, mlflow.source.git.commit: the columns its UI shows), and the versions of
+    the packages the numbers depend on."""
+    tags = dict(resolve_tags({}))
+    commit = _git_commit()  # the harness's own checkout, whatever started the process
     if commit:
-        tags["git_commit"] = commit
-    return tags
+        tags[MLFLOW_GIT_COMMIT] = commit
+    return tags | {f"version.{name}": package_version(name) for name in PACKAGES}
+
+
+def ui_links(uri: str, experiment_id: str, run_id: str | None = None) -> list[str]:
+    """How to look at it in MLflow's UI, in the training view (MLflow 3 opens experiments in its
+    GenAI view unless the link says otherwise): for a local store the `mlflow ui` command first."""
+    lines = []
+    if uri.startswith(("http://", "https://")):
+        server = uri.rstrip("/")
+    else:
+        server = "http://127.0.0.1:5000"
+        lines.append(f"mlflow ui --backend-store-uri {uri}")
+    experiment = f"{server}/#/experiments/{experiment_id}"
+    lines.append(f"{experiment}/runs?workflowType=machine_learning")
+    if run_id is not None:
+        lines.append(f"{experiment}/runs/{run_id}")
+    return lines
 
 
 def package_version(package: str) -> str:

@@ -68,8 +68,19 @@ def test_cli_run_is_tracked_in_full(tmp_path, tracking_uri):
     tags = run.data.tags
     assert len(tags["dataset.sha256"]) == 64 and tags["device"] == "cpu"
     assert tags["version.torch"].startswith("2.14.1")
+    assert tags["mlflow.source.type"] == "LOCAL" and tags["mlflow.user"]  # MLflow's standard
+    assert tags["mlflow.source.name"].endswith("run.py")
     if (Path(__file__).parents[1] / ".git").exists():
-        assert len(tags["git_commit"]) == 40
+        assert len(tags["mlflow.source.git.commit"]) == 40
+    experiment = client.get_experiment(run.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    links = [line for line in out.stdout.splitlines() if "#/experiments/" in line]
+    assert f"mlflow ui --backend-store-uri {tracking_uri}" in out.stdout
+    assert links == [
+        f"http://127.0.0.1:5000/#/experiments/{experiment.experiment_id}/runs"
+        "?workflowType=machine_learning",
+        f"http://127.0.0.1:5000/#/experiments/{experiment.experiment_id}/runs/{run.info.run_id}",
+    ]
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert artifacts == {
         "config.yaml",
