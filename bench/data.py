@@ -61,6 +61,7 @@ class Dataset:
     seed: int
     sha256: dict[str, str] = field(default_factory=dict)
     density: "Density | None" = None  # the data's own density, when known exactly
+    source: str = ""  # where the raw data was read from, as a URI
     val_x: torch.Tensor = field(init=False)
     test_x: torch.Tensor = field(init=False)
     _static_train_x: torch.Tensor | None = field(init=False, default=None)
@@ -136,8 +137,12 @@ class Dataset:
             "n_test": len(self.test),
             "binarize": self.binarize,
             "seed": self.seed,
-            "sha256": hashlib.sha256("".join(sorted(self.sha256.values())).encode()).hexdigest(),
+            "sha256": self.raw_sha256(),
         }
+
+    def raw_sha256(self) -> str:
+        """The sha256 over the raw files' sha256s (and a fitted density's parameters)."""
+        return hashlib.sha256("".join(sorted(self.sha256.values())).encode()).hexdigest()
 
 
 def load(cfg: Any, device: torch.device | str = "cpu") -> Dataset:
@@ -165,7 +170,15 @@ def load(cfg: Any, device: torch.device | str = "cpu") -> Dataset:
         binarize=cfg.binarize,
         seed=int(cfg.seed),
         sha256=sha,
+        source=_source(cfg).resolve().as_uri(),
     )
+
+
+def _source(cfg: Any) -> Path:
+    """The bundled file (digits) or the raw folder the IDX files were read from."""
+    if cfg.name == "digits":
+        return digits_file()
+    return Path(os.path.expanduser(str(cfg.root))) / TORCHVISION_CLASSES[cfg.name] / "raw"
 
 
 def source_images(cfg: Any) -> tuple[torch.Tensor, int, dict[str, str]]:

@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from bench import images, tracking
 from bench.data import Dataset, load
+from bench.dataset_inputs import dataset_inputs
 from bench.estimators.gaps import auto_examples
 from bench.estimators.iw import rows_per_chunk
 from bench.estimators.optimal_q import Search
@@ -113,6 +114,7 @@ def _log_setup(
     tags: dict[str, Any] = {"device": device_name, "dataset.sha256": provenance["sha256"]}
     tags |= {f"dataset.sha256.{name}": digest for name, digest in data.sha256.items()}
     tracking.set_tags(client, run_id, tags)
+    client.log_inputs(run_id, datasets=dataset_inputs(data))
 
 
 def _log_artifacts(

@@ -1,3 +1,4 @@
+import json
 import os
 import signal
 import subprocess
@@ -239,3 +240,21 @@ def test_a_relative_sqlite_store_keeps_its_artifacts_beside_it(tmp_path):
     assert main(["trainer.epochs=1", "eval.k=5", "tracking_uri=sqlite:///relative.db"]) == 0
     _, (run,) = all_runs(f"sqlite:///{tmp_path / 'relative.db'}")
     assert run.info.artifact_uri.startswith((tmp_path / "mlartifacts").as_uri())
+
+
+def test_each_split_is_an_mlflow_dataset_input_with_digest_source_and_context(tracking_uri):
+    assert main(["trainer.epochs=1", "eval.k=5", f"tracking_uri={tracking_uri}"]) == 0
+    _, (run,) = all_runs(tracking_uri)
+    inputs = {
+        next(t.value for t in i.tags if t.key == "mlflow.data.context"): i.dataset
+        for i in run.inputs.dataset_inputs
+    }
+    assert set(inputs) == {"training", "validation", "test"}
+    sizes = {"training": 1257, "validation": 180, "test": 360}
+    for context, dataset in inputs.items():
+        assert dataset.name == "digits" and len(dataset.digest) == 16
+        assert json.loads(dataset.source)["uri"].endswith("digits.csv.gz")
+        profile = json.loads(dataset.profile)
+        assert profile["examples"] == sizes[context] and profile["binarize"] == "dynamic"
+        assert profile["raw_sha256"] == run.data.tags["dataset.sha256"]
+    assert len({d.digest for d in inputs.values()}) == 3

@@ -27,7 +27,7 @@ def load(cfg: Any, device: torch.device | str):
     from bench.data import Dataset, Split
 
     _check_binarize(cfg)
-    density, sha, side = fitted_density(cfg)
+    density, sha, side, source = fitted_density(cfg)
     splits = {}
     for split, stream in STREAMS.items():
         n = int(cfg[f"n_{split}"])
@@ -45,6 +45,7 @@ def load(cfg: Any, device: torch.device | str):
         seed=int(cfg.seed),
         sha256=sha,
         density=density,
+        source=source.as_uri(),
         **splits,
     )
 
@@ -56,9 +57,10 @@ def _check_binarize(cfg: Any) -> None:
         raise BenchError("data=linear draws continuous data: data.binarize must be none")
 
 
-def fitted_density(cfg: Any) -> tuple[Density, dict[str, str], int]:
+def fitted_density(cfg: Any) -> tuple[Density, dict[str, str], int, Path]:
     """The density fitted to the source, from the cache when this fit was made before; with the
-    sha256 of the source files and of the fitted parameters, and the images' side."""
+    sha256 of the source files and of the fitted parameters, the images' side and the file the
+    fit is kept in."""
     source_cfg = _source_config(cfg)
     from bench.data import source_images
 
@@ -72,7 +74,7 @@ def fitted_density(cfg: Any) -> tuple[Density, dict[str, str], int]:
         density = _fit(cfg, levels, n_levels)
         save(density, path)
     sha = source_sha | {f"{cfg.name}.npz": parameters_sha256(density)}
-    return density, sha, int(round(levels.shape[1] ** 0.5))
+    return density, sha, int(round(levels.shape[1] ** 0.5)), path.resolve()
 
 
 def _fit(cfg: Any, levels: torch.Tensor, n_levels: int) -> Density:
