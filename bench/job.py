@@ -114,7 +114,7 @@ def _log_setup(
     tags: dict[str, Any] = {"device": device_name, "dataset.sha256": provenance["sha256"]}
     tags |= {f"dataset.sha256.{name}": digest for name, digest in data.sha256.items()}
     tracking.set_tags(client, run_id, tags)
-    client.log_inputs(run_id, datasets=dataset_inputs(data))
+    tracking.log_inputs(client, run_id, dataset_inputs(data))
 
 
 def _log_artifacts(

@@ -1,17 +1,19 @@
 """MLflow through its client: URI resolution, reachability, experiments, batched logging."""
 
 import os
+import random
 import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.entities import DatasetInput, Metric, Param, RunStatus, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.tracking.context.registry import resolve_tags
 from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT
@@ -125,6 +127,22 @@ def log_metrics(
     items = [Metric(k, float(v), now, step) for k, v in metrics.items()]
     for start in range(0, len(items), MAX_BATCH):
         client.log_batch(run_id, metrics=items[start : start + MAX_BATCH])
+
+
+def log_inputs(
+    client: MlflowClient, run_id: str, inputs: Sequence[DatasetInput], attempts: int = 5
+) -> None:
+    """MLflow creates a dataset the first time a run logs it; runs starting at once (a study's
+    workers) race on its unique key and the loser's insert fails (SQLite: UNIQUE constraint,
+    PostgreSQL: duplicate key). Tried again, it finds the dataset the winner made."""
+    for attempt in range(attempts):
+        try:
+            client.log_inputs(run_id, datasets=list(inputs))
+            return
+        except MlflowException as e:
+            if "unique" not in str(e).lower() or attempt == attempts - 1:
+                raise
+            time.sleep(0.05 * 2**attempt * (1 + random.random()))
 
 
 def set_tags(client: MlflowClient, run_id: str, tags: Mapping[str, str]) -> None:
