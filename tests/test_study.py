@@ -56,6 +56,9 @@ def test_smoke_study_end_to_end_and_resume(stores, capsys):
     assert parent.info.status == "FINISHED" and parent.data.metrics["trials_complete"] == 3
     assert parent.data.tags["best_run_id"] in {c.info.run_id for c in children}
     assert len(children) == 3
+    (best,) = [c for c in children if c.info.run_id == parent.data.tags["best_run_id"]]
+    for key in ("test/nll", "test/neg_elbo", "val_eval/nll"):  # the best's, under its own keys
+        assert parent.data.metrics[key] == pytest.approx(best.data.metrics[key])
     by_run = {t.user_attrs["mlflow_run_id"]: t for t in study.trials}
     for child in children:
         assert child.info.status == "FINISHED"

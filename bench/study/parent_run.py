@@ -42,7 +42,11 @@ def finish_parent(client: MlflowClient, parent: str, study: optuna.Study) -> Non
     if complete:
         best = min(complete, key=lambda t: t.value)
         summary |= {"best_value": best.value, "best_trial": best.number}
-        summary |= {f"best_{k}": v for k, v in best.user_attrs.items() if k.startswith("test/")}
+        # the best trial's own test/ and val_eval/ keys: the runs table lines the parent up with
+        # its children, column for column
+        summary |= {
+            k: v for k, v in best.user_attrs.items() if k.startswith(("test/", "val_eval/"))
+        }
         client.set_tag(parent, "best_params", " ".join(as_overrides(best.params)))
         client.set_tag(parent, "best_objective", best.user_attrs.get("objective", ""))
         client.set_tag(parent, "best_run_id", best.user_attrs.get("mlflow_run_id", ""))
