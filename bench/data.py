@@ -176,8 +176,11 @@ def load(cfg: Any, device: torch.device | str = "cpu") -> Dataset:
 
 def _source(cfg: Any) -> Path:
     """The bundled file (digits) or the raw folder the IDX files were read from."""
-    if cfg.name == "digits":
-        return digits_file()
+    return digits_file() if cfg.name == "digits" else _raw_folder(cfg)
+
+
+def _raw_folder(cfg: Any) -> Path:
+    """torchvision's layout: ROOT/<Class>/raw."""
     return Path(os.path.expanduser(str(cfg.root))) / TORCHVISION_CLASSES[cfg.name] / "raw"
 
 
@@ -234,14 +237,13 @@ def digits_file() -> Path:
 
 
 def _torchvision(cfg: Any):
-    root = Path(os.path.expanduser(str(cfg.root)))
-    raw = root / TORCHVISION_CLASSES[cfg.name] / "raw"
+    raw = _raw_folder(cfg)
     _stage_gzipped(raw, [raw, *[Path(p) for p in cfg.get("system_dirs", [])]])
     if not all((raw / f).is_file() for f in IDX_FILES):
         if not cfg.download:
             raise BenchError(_missing(cfg.name, raw, "data.download=false"))
         try:
-            _download(cfg.name, root)
+            _download(cfg.name, raw.parents[1])  # ROOT of ROOT/<Class>/raw
         except Exception as e:  # torchvision raises RuntimeError/URLError/OSError offline
             lines = str(e).strip().splitlines() or [type(e).__name__]
             raise BenchError(_missing(cfg.name, raw, f"download failed: {lines[-1]}")) from None

@@ -26,10 +26,15 @@ def native_bf16(device: torch.device) -> bool:
 
 
 def cpu_flags() -> set[str]:
+    return set((cpuinfo("flags") or "").split())
+
+
+def cpuinfo(field: str) -> str | None:
+    """The first value of `field` in /proc/cpuinfo (Linux); None where there is none."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
+            if line.startswith(field):
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return set()
+    return None

@@ -79,8 +79,7 @@ def _print_study(cfg: DictConfig, result: StudyResult, report: Path) -> None:
     uri = tracking.tracking_uri(cfg.tracking_uri)
     print(f"optuna: study {result.study.study_name!r} in {safe_url(result.storage)}")
     print(f"mlflow: parent run {result.parent_run_id} (one child run per trial) at {uri}")
-    experiment = tracking.connect(uri).get_run(result.parent_run_id).info.experiment_id
-    print("\n".join(tracking.ui_links(uri, experiment)))
+    print("\n".join(tracking.ui_links(uri, result.experiment_id)))
     print(f"report: {report}")
 
 

@@ -2,7 +2,9 @@
 
 import os
 import tempfile
-from pathlib import Path
+from collections.abc import Callable
+from functools import partial
+from typing import TypeVar
 
 import mlflow
 import torch
@@ -16,12 +18,13 @@ from bench.job import build_model
 from models.base import LatentModel
 
 WEIGHTS, CONFIG = "model.pt", "config.yaml"
+T = TypeVar("T")
 
 
 def stored_config(run_id: str, tracking_uri: str | None = None) -> DictConfig:
     """The run's logged config on top of today's defaults for its model and data (keys added
     since it ran take their defaults)."""
-    stored = OmegaConf.load(_download(run_id, CONFIG, tracking_uri))
+    stored = _read_artifact(run_id, CONFIG, tracking_uri, OmegaConf.load)
     base = load_config([f"model={stored.model.name}", f"data={stored.data.name}"])
     return OmegaConf.merge(base, stored)
 
@@ -30,8 +33,8 @@ def stored_model(
     run_id: str, cfg: DictConfig, data: Dataset, tracking_uri: str | None = None
 ) -> LatentModel:
     model = build_model(cfg.model, data, int(cfg.trainer.seed))
-    path = _download(run_id, WEIGHTS, tracking_uri)
-    state = torch.load(path, map_location=data.test_x.device)
+    device = data.test_x.device
+    state = _read_artifact(run_id, WEIGHTS, tracking_uri, partial(torch.load, map_location=device))
     model.load_state_dict(state)
     return model.to(data.test_x.device).eval()
 
@@ -43,20 +46,20 @@ def reload(run_id: str) -> tuple[LatentModel, Dataset, DictConfig]:
     return stored_model(run_id, cfg, data), data, cfg
 
 
-def _download(run_id: str, name: str, tracking_uri: str | None) -> Path:
-    """The artifact `name` of the run (None: the current tracking URI's store)."""
+def _read_artifact(run_id: str, name: str, tracking_uri: str | None, read: Callable[[str], T]) -> T:
+    """`read` of the run's artifact `name` (tracking_uri None: the current store), downloaded
+    into a temporary folder that is gone afterwards."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    folder = Path(tempfile.mkdtemp(prefix="vae-bench-run-"))
-    try:
-        return Path(
-            mlflow.artifacts.download_artifacts(
-                run_id=run_id, artifact_path=name, dst_path=str(folder), tracking_uri=tracking_uri
+    with tempfile.TemporaryDirectory(prefix="vae-bench-run-") as folder:
+        try:
+            path = mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path=name, dst_path=folder, tracking_uri=tracking_uri
             )
-        )
-    except MlflowException as e:
-        raise BenchError(_why(run_id, name, e)) from None
-    except OSError as e:
-        raise BenchError(f"run {run_id} has no {name} artifact: {e}") from None
+        except MlflowException as e:
+            raise BenchError(_why(run_id, name, e)) from None
+        except OSError as e:
+            raise BenchError(f"run {run_id} has no {name} artifact: {e}") from None
+        return read(path)
 
 
 def _why(run_id: str, name: str, error: MlflowException) -> str:

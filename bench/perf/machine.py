@@ -2,11 +2,10 @@
 
 import platform
 import time
-from pathlib import Path
 
 import torch
 
-from bench.precision import cpu_flags
+from bench.precision import cpu_flags, cpuinfo
 from bench.tracking import PACKAGES, package_version
 
 
@@ -42,10 +41,4 @@ def _simd() -> str:
 
 
 def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+    return cpuinfo("model name") or platform.processor() or "unknown CPU"

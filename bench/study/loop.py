@@ -51,6 +51,7 @@ class StudyResult:
     storage: str
     parent_run_id: str
     target: int
+    experiment_id: str
 
 
 @dataclass
@@ -104,7 +105,7 @@ def run_study(cfg: DictConfig, overrides: list[str], progress: bool | None = Non
     for code in join_helpers(helpers, interrupted=False):
         print(f"warning: a helper worker exited with code {code}", file=sys.stderr)
     finish_parent(client, parent, study)
-    return StudyResult(study, url, parent, wanted)
+    return StudyResult(study, url, parent, wanted, experiment)
 
 
 def finished(study: optuna.Study) -> int:
