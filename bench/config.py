@@ -89,6 +89,8 @@ def validate(cfg: DictConfig) -> None:
         _at_least("trainer.lr_milestones[]", milestone, 1, int)
     _at_least("trainer.warmup_epochs", trainer.warmup_epochs, 0, int)
     _at_least("trainer.patience", trainer.patience, 0, int)
+    if trainer.checkpoint_minutes is not None:
+        _at_least("trainer.checkpoint_minutes", trainer.checkpoint_minutes, 0)
     _at_least("eval.k", cfg.eval.k, 1, int)
     if cfg.eval.rows_per_chunk != "auto":
         _at_least("eval.rows_per_chunk", cfg.eval.rows_per_chunk, 1, int)

@@ -11,6 +11,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
 from bench import images, tracking
+from bench.checkpoint import Checkpointing
 from bench.data import Dataset, load
 from bench.dataset_inputs import dataset_inputs
 from bench.estimators.gaps import auto_examples
@@ -24,6 +25,7 @@ from models import build_likelihood, variant
 from models.base import LatentModel
 
 EVAL_PREFIX = {"val": "val_eval", "test": "test"}  # keys of the final k-sample evaluation
+CHECKPOINT = "checkpoint/training_state.pt"  # the run's artifact that bench.resume goes on from
 
 
 def build_model(cfg: DictConfig, data: Dataset, seed: int) -> LatentModel:
@@ -62,7 +64,9 @@ def run_job(
             on_epoch(epoch, metrics)
 
     started = time.perf_counter()
-    history = train(model, data, cfg.trainer, on_epoch=log_epoch, progress=progress)
+    history = train(
+        model, data, cfg.trainer, log_epoch, progress, checkpointing(client, run_id, cfg.trainer)
+    )
     seconds = time.perf_counter() - started
     results = {
         "train_seconds": seconds,
@@ -79,6 +83,21 @@ def run_job(
     _log_evaluation(client, run_id, evaluation)
     _log_artifacts(client, run_id, cfg, model, data, evaluation)
     return results
+
+
+def checkpointing(client: MlflowClient, run_id: str, cfg: DictConfig) -> Checkpointing | None:
+    """Writes the training state as the run's CHECKPOINT artifact every
+    `cfg.checkpoint_minutes` (None: never)."""
+    if cfg.checkpoint_minutes is None:
+        return None
+
+    def write(state: dict[str, Any]) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / Path(CHECKPOINT).name
+            torch.save(state, path)
+            client.log_artifact(run_id, str(path), str(Path(CHECKPOINT).parent))
+
+    return Checkpointing(write, float(cfg.checkpoint_minutes))
 
 
 def resolved(cfg: DictConfig, device: torch.device, data: Dataset) -> DictConfig:

@@ -56,6 +56,12 @@ class EarlyStopping:
         since = epoch - max(self.best_epoch, self.warmup_epochs)
         return self.patience > 0 and since >= self.patience
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "best_epoch": self.best_epoch, "state": self.state}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best, self.best_epoch, self.state = state["best"], state["best_epoch"], state["state"]
+
     def restore(self, model: torch.nn.Module, last_epoch: int) -> int:
         """Loads the best weights (with patience) and returns the epoch they are from; without
         patience the last epoch's weights stay and `last_epoch` is returned."""

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from bench.checkpoint import FORMAT, Checkpointing, random_state, restore_random_state
 from bench.data import Dataset
 from bench.errors import BenchError
 from bench.evaluate import elbo_parts, loss_part_sums
@@ -79,13 +80,17 @@ def train(
     cfg: Any,
     on_epoch: EpochCallback | None = None,
     progress: bool | None = None,
+    checkpoint: Checkpointing | None = None,
+    resume: dict[str, Any] | None = None,
 ) -> History:
     """Train for at most `cfg.epochs`: the regularizer's weight warmed up over
     `cfg.warmup_epochs`, the learning rate on `cfg.lr_schedule`, stopped after `cfg.patience`
     epochs without a better validation -ELBO (recon for a deterministic encoder), the best
     epoch's weights restored.
 
-    `progress=None` shows a bar only on a terminal. Raises DivergedError on a non-finite loss.
+    `progress=None` shows a bar only on a terminal. `checkpoint` is handed the training state
+    at the end of an epoch when due; `resume`, such a state, goes on from its epoch with the numbers
+    an uninterrupted run has. Raises DivergedError on a non-finite loss.
     """
     torch.manual_seed(cfg.seed)
     device = data.train.levels.device
@@ -95,8 +100,12 @@ def train(
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps, fused=True)
     schedule, stopping = lr_schedule(optimizer, cfg), EarlyStopping(cfg.patience, cfg.warmup_epochs)
     precision = partial(autocast, cfg.precision, device)
-    history = History()
-    bar = tqdm(range(1, cfg.epochs + 1), desc="train", unit="epoch", disable=_quiet(progress))
+    history, first = History(), 1
+    if resume is not None:
+        first = _restore(resume, model, optimizer, schedule, stopping, history, generator)
+    epochs = range(first, cfg.epochs + 1)
+    bar = tqdm(epochs, "train", cfg.epochs, unit="epoch", initial=first - 1, disable=_quiet(progress))
+    epoch = first - 1  # a run resumed at its last epoch runs none
     for epoch in bar:
         model.train()
         run = Steps(loss_parts, optimizer, precision, kl_weight(epoch, cfg.warmup_epochs))
@@ -114,8 +123,53 @@ def train(
             on_epoch(epoch, metrics)
         if stopping.update(epoch, val.get("neg_elbo", val["recon"]), model):
             break
+        if checkpoint is not None and checkpoint.due():
+            parts = (model, optimizer, schedule, stopping, history, generator)
+            checkpoint(training_state(epoch, *parts))
     history.best_epoch = stopping.restore(model, epoch)
     return history
+
+
+def training_state(
+    epoch: int,
+    model: LatentModel,
+    optimizer: torch.optim.Optimizer,
+    schedule: torch.optim.lr_scheduler.LRScheduler,
+    stopping: EarlyStopping,
+    history: History,
+    generator: torch.Generator,
+) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "epoch": epoch,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "schedule": schedule.state_dict(),
+        "stopping": stopping.state_dict(),
+        "history": list(history),
+        "random": random_state(generator),
+    }
+
+
+def _restore(
+    state: dict[str, Any],
+    model: LatentModel,
+    optimizer: torch.optim.Optimizer,
+    schedule: torch.optim.lr_scheduler.LRScheduler,
+    stopping: EarlyStopping,
+    history: History,
+    generator: torch.Generator,
+) -> int:
+    """Loads `state` (from `training_state`) into the run's parts; returns the next epoch."""
+    if state.get("format") != FORMAT:
+        raise BenchError(f"checkpoint format {state.get('format')!r}, this harness reads {FORMAT}")
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    schedule.load_state_dict(state["schedule"])
+    stopping.load_state_dict(state["stopping"])
+    history.extend(state["history"])
+    restore_random_state(generator, state["random"])
+    return int(state["epoch"]) + 1
 
 
 def validation_elbo(model: LatentModel, data: Dataset, seed: int) -> dict[str, float]:
