@@ -103,8 +103,8 @@ def train(
     history, first = History(), 1
     if resume is not None:
         first = _restore(resume, model, optimizer, schedule, stopping, history, generator)
-    epochs = range(first, cfg.epochs + 1)
-    bar = tqdm(epochs, "train", cfg.epochs, unit="epoch", initial=first - 1, disable=_quiet(progress))
+    epochs, quiet = range(first, cfg.epochs + 1), _quiet(progress)
+    bar = tqdm(epochs, "train", cfg.epochs, unit="epoch", initial=first - 1, disable=quiet)
     epoch = first - 1  # a run resumed at its last epoch runs none
     for epoch in bar:
         model.train()
