@@ -19,6 +19,7 @@ from mlflow.tracking.context.registry import resolve_tags
 from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT
 
 from bench.errors import BenchError, Pruned
+from bench.signals import deferred
 
 PACKAGES = ("torch", "torchvision", "mlflow", "optuna", "hydra-core", "numpy", "vae-bench")
 MAX_BATCH = 1000  # MLflow accepts at most 1000 metrics per log_batch call
@@ -46,10 +47,27 @@ def connect(configured: str | None) -> MlflowClient:
     """A client for the configured (or default) tracking URI, checked to answer."""
     uri = tracking_uri(configured)
     check_reachable(uri)
-    try:
-        return MlflowClient(tracking_uri=uri)
-    except Exception as e:
-        raise BenchError(f"cannot open MLflow tracking store {uri}: {e}") from None
+    for attempt in range(STORE_ATTEMPTS):
+        try:
+            with deferred():
+                return MlflowClient(tracking_uri=uri)
+        except Exception as e:
+            if not _creation_race(uri, e) or attempt == STORE_ATTEMPTS - 1:
+                raise BenchError(f"cannot open MLflow tracking store {uri}: {e}") from None
+            time.sleep(0.2 * 2**attempt * (1 + random.random()))
+    raise AssertionError("unreachable")
+
+
+STORE_ATTEMPTS = 5
+
+
+def _creation_race(uri: str, error: Exception) -> bool:
+    """Processes opening a new SQLite store at once all run its schema migrations; the losers
+    fail on a column or table the winner just added, or on its lock. Tried again, the store is
+    there."""
+    message = str(error).lower()
+    races = ("duplicate column", "already exists", "database is locked")
+    return uri.startswith("sqlite:") and any(race in message for race in races)
 
 
 # MLflow 3's experiment kind: the UI shows such an experiment as model training, not GenAI traces
@@ -87,20 +105,22 @@ def tracked_run(
     tags = environment_tags() | dict(tags or {})
     if parent_id:
         tags["mlflow.parentRunId"] = parent_id
-    run_id = client.create_run(experiment, run_name=name, tags=tags).info.run_id
+    with deferred():
+        run_id = client.create_run(experiment, run_name=name, tags=tags).info.run_id
     status = RunStatus.FAILED
     try:
         yield run_id
         status = RunStatus.FINISHED
     except (KeyboardInterrupt, Pruned) as e:
         status = RunStatus.KILLED
-        client.set_tag(run_id, "killed_reason", str(e) or "interrupted")
+        set_tags(client, run_id, {"killed_reason": str(e) or "interrupted"})
         raise
     except Exception as e:
-        client.set_tag(run_id, "failure_reason", f"{type(e).__name__}: {e}"[:5000])
+        set_tags(client, run_id, {"failure_reason": f"{type(e).__name__}: {e}"[:5000]})
         raise
     finally:
-        client.set_terminated(run_id, RunStatus.to_string(status))
+        with deferred():
+            client.set_terminated(run_id, RunStatus.to_string(status))
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -116,8 +136,9 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
 
 def log_params(client: MlflowClient, run_id: str, params: Mapping[str, str]) -> None:
     items = [Param(k, v) for k, v in params.items()]
-    for start in range(0, len(items), 100):
-        client.log_batch(run_id, params=items[start : start + 100])
+    with deferred():
+        for start in range(0, len(items), 100):
+            client.log_batch(run_id, params=items[start : start + 100])
 
 
 def log_metrics(
@@ -125,8 +146,9 @@ def log_metrics(
 ) -> None:
     now = int(time.time() * 1000)
     items = [Metric(k, float(v), now, step) for k, v in metrics.items()]
-    for start in range(0, len(items), MAX_BATCH):
-        client.log_batch(run_id, metrics=items[start : start + MAX_BATCH])
+    with deferred():
+        for start in range(0, len(items), MAX_BATCH):
+            client.log_batch(run_id, metrics=items[start : start + MAX_BATCH])
 
 
 def log_inputs(
@@ -137,7 +159,8 @@ def log_inputs(
     PostgreSQL: duplicate key). Tried again, it finds the dataset the winner made."""
     for attempt in range(attempts):
         try:
-            client.log_inputs(run_id, datasets=list(inputs))
+            with deferred():
+                client.log_inputs(run_id, datasets=list(inputs))
             return
         except MlflowException as e:
             if "unique" not in str(e).lower() or attempt == attempts - 1:
@@ -146,7 +169,8 @@ def log_inputs(
 
 
 def set_tags(client: MlflowClient, run_id: str, tags: Mapping[str, str]) -> None:
-    client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+    with deferred():
+        client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
 
 def environment_tags() -> dict[str, str]:

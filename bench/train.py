@@ -16,7 +16,7 @@ from bench.errors import BenchError
 from bench.evaluate import elbo_parts, loss_part_sums
 from bench.precision import autocast
 from bench.schedules import EarlyStopping, kl_weight, lr_schedule
-from bench.signals import raise_if_interrupted
+from bench.signals import deferred, raise_if_interrupted
 from models.base import LatentModel, LossParts
 
 EpochCallback = Callable[[int, dict[str, float]], None]
@@ -120,12 +120,14 @@ def train(
         schedule.step()
         bar.set_postfix(objective=f"{metrics['train/objective']:.2f}")
         if on_epoch is not None:
-            on_epoch(epoch, metrics)
+            with deferred():  # it writes to the tracking and study stores
+                on_epoch(epoch, metrics)
         if stopping.update(epoch, val.get("neg_elbo", val["recon"]), model):
             break
         if checkpoint is not None and checkpoint.due():
             parts = (model, optimizer, schedule, stopping, history, generator)
-            checkpoint(training_state(epoch, *parts))
+            with deferred():
+                checkpoint(training_state(epoch, *parts))
     history.best_epoch = stopping.restore(model, epoch)
     return history
 

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from bench import signals
+from bench import signals, tracking
 from bench.data import load
 from bench.job import build_model
 from bench.train import train
@@ -45,3 +45,25 @@ def test_the_training_loop_stops_on_a_swallowed_signal(installed, monkeypatch):
     SignalledWhileFinalized()
     with pytest.raises(KeyboardInterrupt, match="SIGTERM"):
         train(model, data, cfg.trainer)
+
+
+def test_a_signal_during_a_store_write_lets_it_finish_then_raises(installed, tmp_path):
+    client = tracking.connect(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    run_id = client.create_run(tracking.experiment_id(client, "signals")).info.run_id
+    with pytest.raises(KeyboardInterrupt, match="SIGTERM"), signals.deferred():
+        os.kill(os.getpid(), signal.SIGTERM)
+        tracking.log_metrics(client, run_id, {"after": 1.0})  # nested: raised at the outer end
+    assert client.get_run(run_id).data.metrics == {"after": 1.0}
+
+
+def test_a_signal_being_handled_is_not_raised_again_by_a_write(installed):
+    written = []
+    with pytest.raises(KeyboardInterrupt, match="SIGTERM"):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+        except KeyboardInterrupt:
+            with signals.deferred():  # the run's ending, recorded while the signal unwinds
+                written.append("status")
+            written.append("after")
+            raise
+    assert written == ["status", "after"]

@@ -27,7 +27,7 @@ from bench import tracking
 from bench.config import load_config
 from bench.errors import BenchError, Pruned
 from bench.job import run_job
-from bench.signals import raise_if_interrupted
+from bench.signals import deferred, raise_if_interrupted
 from bench.study.definition import open_study, storage_url, target
 from bench.study.local_workers import join_helpers, start_helpers
 from bench.study.parent_run import finish_parent, parent_run
@@ -191,9 +191,10 @@ def _run_trial(worker: Worker, trial: optuna.Trial) -> str:
         # MLflow failing (server gone past its retries) is not the trial's fault: run it again
         fail_trial(study, trial, reason, retry=isinstance(e, MlflowException))
         return f"{label}: FAIL ({reason})"
-    for name, value in metrics.items():
-        trial.set_user_attr(name, value)
-    study.tell(trial, metrics[objective])
+    with deferred():
+        for name, value in metrics.items():
+            trial.set_user_attr(name, value)
+        study.tell(trial, metrics[objective])
     shown = ", ".join(f"{k}={metrics[k]:.2f}" for k in (objective, "test/nll") if k in metrics)
     return f"{label}: COMPLETE {shown}"
 

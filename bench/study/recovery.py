@@ -14,6 +14,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from optuna.trial import FrozenTrial, TrialState
 
+from bench.signals import deferred
 from bench.study.storage import RETRY
 
 
@@ -35,11 +36,12 @@ def fail_trial(
 ) -> None:
     """FAIL with its reason; with `retry`, its parameters are queued to run again."""
     handle = trial if isinstance(trial, optuna.Trial) else optuna.Trial(study, trial._trial_id)
-    handle.set_user_attr("fail_reason", reason)
-    study.tell(trial.number, state=TrialState.FAIL)
-    if retry:
-        (frozen,) = [t for t in study.get_trials(deepcopy=False) if t.number == trial.number]
-        RETRY(study, frozen)
+    with deferred():
+        handle.set_user_attr("fail_reason", reason)
+        study.tell(trial.number, state=TrialState.FAIL)
+        if retry:
+            (frozen,) = [t for t in study.get_trials(deepcopy=False) if t.number == trial.number]
+            RETRY(study, frozen)
 
 
 def fail_dead_local_trials(study: optuna.Study, client: MlflowClient) -> None:
