@@ -45,3 +45,14 @@ def run_parsed(
     args = parser.parse_intermixed_args(raw)
     args.argv = raw
     return run_command(lambda: command(args))
+
+
+def key_values(args: list[str], known: tuple[str, ...]) -> tuple[dict[str, str], list[str]]:
+    """`key=value` arguments split into those with a `known` key and the rest (overrides)."""
+    from bench.errors import BenchError
+
+    bare = [a for a in args if "=" not in a]
+    if bare:
+        raise BenchError(f"arguments are key=value, got {' '.join(bare)}")
+    options = dict(a.split("=", 1) for a in args if a.split("=", 1)[0] in known)
+    return options, [a for a in args if a.split("=", 1)[0] not in known]

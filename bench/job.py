@@ -10,7 +10,7 @@ import torch
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
-from bench import images, tracking
+from bench import images, signals, tracking
 from bench.checkpoint import Checkpointing
 from bench.data import Dataset, load
 from bench.dataset_inputs import dataset_inputs
@@ -26,6 +26,7 @@ from models.base import LatentModel
 
 EVAL_PREFIX = {"val": "val_eval", "test": "test"}  # keys of the final k-sample evaluation
 CHECKPOINT = "checkpoint/training_state.pt"  # the run's artifact that bench.resume goes on from
+CONFIG = "config.yaml"  # the resolved config, logged before training
 
 
 def build_model(cfg: DictConfig, data: Dataset, seed: int) -> LatentModel:
@@ -46,8 +47,10 @@ def run_job(
     progress: bool | None = None,
     on_epoch: EpochCallback | None = None,
     validate: bool = False,
+    resume: dict[str, Any] | None = None,
 ) -> dict[str, float]:
-    """Train and evaluate as `cfg` says, logging into `run_id`.
+    """Train and evaluate as `cfg` says, logging into `run_id`; with `resume` (a checkpoint of
+    this run), training goes on from it.
 
     Returns `test/*` metrics, and with `validate` the same evaluation of the validation split
     as `val_eval/*` (`val/*` are the per-epoch one-sample estimates: one key, one estimator).
@@ -56,18 +59,18 @@ def run_job(
     data = load(cfg.data, device)
     cfg = resolved(cfg, device, data)
     model = build_model(cfg.model, data, cfg.trainer.seed).to(device)
-    _log_setup(client, run_id, cfg, data, device)
+    if resume is None:
+        _log_setup(client, run_id, cfg, data, device)
 
     def log_epoch(epoch: int, metrics: dict[str, float]) -> None:
         tracking.log_metrics(client, run_id, metrics, step=epoch)
         if on_epoch is not None:
             on_epoch(epoch, metrics)
 
-    started = time.perf_counter()
-    history = train(
-        model, data, cfg.trainer, log_epoch, progress, checkpointing(client, run_id, cfg.trainer)
-    )
-    seconds = time.perf_counter() - started
+    clock = TrainingClock((resume or {}).get("train_seconds", 0.0))
+    writer = checkpointing(client, run_id, cfg.trainer, clock)
+    history = train(model, data, cfg.trainer, log_epoch, progress, writer, resume)
+    seconds = clock.seconds()
     results = {
         "train_seconds": seconds,
         "train_samples_per_s": len(history) * len(data.train) / seconds,
@@ -81,17 +84,30 @@ def run_job(
         results |= {f"{EVAL_PREFIX[split]}/{k}": v for k, v in evaluation.metrics.items()}
     tracking.log_metrics(client, run_id, results, step=len(history))
     _log_evaluation(client, run_id, evaluation)
-    _log_artifacts(client, run_id, cfg, model, data, evaluation)
+    _log_artifacts(client, run_id, model, data, evaluation)
     return results
 
 
-def checkpointing(client: MlflowClient, run_id: str, cfg: DictConfig) -> Checkpointing | None:
-    """Writes the training state as the run's CHECKPOINT artifact every
-    `cfg.checkpoint_minutes` (None: never)."""
+class TrainingClock:
+    """Seconds of training, counting those before a resume."""
+
+    def __init__(self, before: float = 0.0):
+        self.before, self.started = before, time.perf_counter()
+
+    def seconds(self) -> float:
+        return self.before + time.perf_counter() - self.started
+
+
+def checkpointing(
+    client: MlflowClient, run_id: str, cfg: DictConfig, clock: TrainingClock
+) -> Checkpointing | None:
+    """Writes the training state (and its training seconds) as the run's CHECKPOINT artifact
+    every `cfg.checkpoint_minutes` (None: never)."""
     if cfg.checkpoint_minutes is None:
         return None
 
     def write(state: dict[str, Any]) -> None:
+        state["train_seconds"] = clock.seconds()
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / Path(CHECKPOINT).name
             torch.save(state, path)
@@ -134,19 +150,19 @@ def _log_setup(
     tags |= {f"dataset.sha256.{name}": digest for name, digest in data.sha256.items()}
     tracking.set_tags(client, run_id, tags)
     tracking.log_inputs(client, run_id, dataset_inputs(data))
+    with signals.deferred():
+        client.log_text(run_id, OmegaConf.to_yaml(cfg, resolve=True), CONFIG)
 
 
 def _log_artifacts(
     client: MlflowClient,
     run_id: str,
-    cfg: DictConfig,
     model: LatentModel,
     data: Dataset,
     evaluation: Evaluation,
 ) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
-        (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
         torch.save(model.state_dict(), out / "model.pt")
         per_example_table(evaluation, data).to_csv(out / PER_EXAMPLE, index_label="example")
         if data.density is not None:

@@ -14,7 +14,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from bench import tracking
-from bench.cli import run_command
+from bench.cli import key_values, run_command
 from bench.config import validate
 from bench.data import load
 from bench.errors import BenchError
@@ -70,14 +70,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(args: list[str]) -> None:
-    bare = [a for a in args if "=" not in a]
-    if bare:
-        raise BenchError(f"arguments are key=value, got {' '.join(bare)}")
-    options = dict(a.split("=", 1) for a in args if a.split("=", 1)[0] in ("run", "tracking_uri"))
+    options, overrides = key_values(args, ("run", "tracking_uri"))
     if "run" not in options:
         raise BenchError("which run? python -m bench.score run=RUN_ID [eval.k=5000 ...]")
     client = tracking.connect(options.get("tracking_uri"))
-    overrides = [a for a in args if a.split("=", 1)[0] not in ("run", "tracking_uri")]
     prefix, metrics = score(client, options["run"], overrides)
     shown = ", ".join(f"{k} {metrics[k]:.3f}" for k in ("nll", "neg_elbo") if k in metrics)
     print(f"run {options['run']}: {prefix}/ logged ({shown})")

@@ -14,17 +14,17 @@ from omegaconf import DictConfig, OmegaConf
 from bench.config import load_config
 from bench.data import Dataset, load
 from bench.errors import BenchError
-from bench.job import build_model
+from bench.job import CONFIG, build_model
 from models.base import LatentModel
 
-WEIGHTS, CONFIG = "model.pt", "config.yaml"
+WEIGHTS = "model.pt"
 T = TypeVar("T")
 
 
 def stored_config(run_id: str, tracking_uri: str | None = None) -> DictConfig:
     """The run's logged config on top of today's defaults for its model and data (keys added
     since it ran take their defaults)."""
-    stored = _read_artifact(run_id, CONFIG, tracking_uri, OmegaConf.load)
+    stored = read_artifact(run_id, CONFIG, tracking_uri, OmegaConf.load)
     base = load_config([f"model={stored.model.name}", f"data={stored.data.name}"])
     return OmegaConf.merge(base, stored)
 
@@ -34,7 +34,7 @@ def stored_model(
 ) -> LatentModel:
     model = build_model(cfg.model, data, int(cfg.trainer.seed))
     device = data.test_x.device
-    state = _read_artifact(run_id, WEIGHTS, tracking_uri, partial(torch.load, map_location=device))
+    state = read_artifact(run_id, WEIGHTS, tracking_uri, partial(torch.load, map_location=device))
     model.load_state_dict(state)
     return model.to(data.test_x.device).eval()
 
@@ -46,7 +46,7 @@ def reload(run_id: str) -> tuple[LatentModel, Dataset, DictConfig]:
     return stored_model(run_id, cfg, data), data, cfg
 
 
-def _read_artifact(run_id: str, name: str, tracking_uri: str | None, read: Callable[[str], T]) -> T:
+def read_artifact(run_id: str, name: str, tracking_uri: str | None, read: Callable[[str], T]) -> T:
     """`read` of the run's artifact `name` (tracking_uri None: the current store), downloaded
     into a temporary folder that is gone afterwards."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")

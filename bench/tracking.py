@@ -107,9 +107,17 @@ def tracked_run(
         tags["mlflow.parentRunId"] = parent_id
     with deferred():
         run_id = client.create_run(experiment, run_name=name, tags=tags).info.run_id
+    with run_ending(client, run_id):
+        yield run_id
+
+
+@contextmanager
+def run_ending(client: MlflowClient, run_id: str) -> Iterator[None]:
+    """The run ends FINISHED when the block does, KILLED (interrupted or pruned) or FAILED with
+    `failure_reason` when it raises."""
     status = RunStatus.FAILED
     try:
-        yield run_id
+        yield
         status = RunStatus.FINISHED
     except (KeyboardInterrupt, Pruned) as e:
         status = RunStatus.KILLED

@@ -1,0 +1,75 @@
+"""python -m bench.resume run=RUN_ID [tracking_uri=URI]
+
+Goes on with a run that stopped before it finished (interrupted, the machine gone) from the last
+training checkpoint it logged (every trainer.checkpoint_minutes): same config, weights, optimizer,
+schedule, early stopping and random streams, so it ends with the numbers an uninterrupted run
+has. Its epochs after the checkpoint are logged again under the same steps; the run is reopened
+and ends FINISHED, KILLED or FAILED as a new one does; `resumed_from_epoch` lists each start.
+"""
+
+import sys
+
+import torch
+from mlflow.entities import RunStatus
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from bench import tracking
+from bench.cli import key_values, run_command
+from bench.errors import BenchError
+from bench.job import CHECKPOINT, run_job
+from bench.run import SHOWN
+from bench.stored_run import read_artifact, stored_config
+
+USAGE = "run=RUN_ID [tracking_uri=URI] [progress=true|false]"
+
+
+def resume(client: MlflowClient, run_id: str, progress: bool | None = None) -> dict[str, float]:
+    """Trains the run `run_id` on from its checkpoint, then evaluates it; its test metrics."""
+    status = _status(client, run_id)
+    if status == "FINISHED":
+        raise BenchError(f"run {run_id} is FINISHED: there is nothing to resume")
+    uri = client.tracking_uri
+    cfg = stored_config(run_id, uri)
+    state = read_artifact(run_id, CHECKPOINT, uri, torch.load)
+    started = client.get_run(run_id).data.tags.get("resumed_from_epoch")
+    epochs = f"{started},{state['epoch']}" if started else str(state["epoch"])
+    tracking.set_tags(client, run_id, {"resumed_from_epoch": epochs})
+    client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+    with tracking.run_ending(client, run_id):
+        return run_job(cfg, client, run_id, progress=progress, resume=state)
+
+
+def _status(client: MlflowClient, run_id: str) -> str:
+    try:
+        return client.get_run(run_id).info.status
+    except MlflowException:
+        raise BenchError(f"no run {run_id!r} in the tracking store {client.tracking_uri}") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if {"-h", "--help"} & set(args):
+        print(__doc__.strip())
+        return 0
+    return run_command(lambda: _main(args))
+
+
+def _main(args: list[str]) -> None:
+    options, rest = key_values(args, ("run", "tracking_uri", "progress"))
+    if "run" not in options or rest:
+        raise BenchError(
+            "usage: python -m bench.resume run=RUN_ID [tracking_uri=URI] [progress=true|false]"
+        )
+    client = tracking.connect(options.get("tracking_uri"))
+    shown = options.get("progress", "auto")
+    progress = None if shown == "auto" else shown.lower() in ("true", "1")
+    metrics = resume(client, options["run"], progress)
+    print(f"run {options['run']} resumed and finished")
+    for key in SHOWN:
+        if f"test/{key}" in metrics:
+            print(f"  test/{key:<18} {metrics[f'test/{key}']:10.3f}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""A run stopped midway goes on from its last checkpoint with the numbers of one never stopped."""
+
+import copy
+import os
+import signal
+
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from bench import resume, run, tracking
+from bench.checkpoint import Checkpointing
+from bench.data import load
+from bench.job import build_model
+from bench.train import train
+from tests.conftest import config
+
+# every part of the state matters: warm-up, a stepped learning rate, early stopping's best
+RECIPE = [
+    "model.h_dim=32",
+    "trainer.warmup_epochs=3",
+    "trainer.lr_schedule=step",
+    "trainer.lr_step_epochs=2",
+    "trainer.patience=20",
+]
+
+
+def test_training_resumed_from_a_checkpoint_ends_as_if_never_stopped():
+    cfg = config(*RECIPE, "trainer.epochs=7", "trainer.checkpoint_minutes=0")
+    data = load(cfg.data)
+    states = []
+    whole = build_model(cfg.model, data, 0)
+    keep = Checkpointing(lambda state: states.append(copy.deepcopy(state)), minutes=0)
+    history = train(whole, data, cfg.trainer, checkpoint=keep)
+    assert [s["epoch"] for s in states] == list(range(1, 8))
+
+    resumed = build_model(cfg.model, data, 0)
+    rest = train(resumed, data, cfg.trainer, resume=states[2])  # from the end of epoch 3
+    assert rest == history and rest.best_epoch == history.best_epoch
+    for name, value in whole.state_dict().items():
+        assert torch.equal(resumed.state_dict()[name], value), name
+
+
+def test_bench_resume_finishes_an_interrupted_run_with_the_numbers_of_an_uninterrupted_one(
+    tracking_uri, monkeypatch, handlers_restored
+):
+    args = [*RECIPE, "trainer.epochs=12", "trainer.checkpoint_minutes=0", "eval.k=20"]
+    args += ["eval.gap_examples=0", f"tracking_uri={tracking_uri}"]
+    log_metrics = tracking.log_metrics
+
+    def signalled_in_epoch_5(client, run_id, metrics, step=0):
+        if step == 5 and "train/objective" in metrics:
+            os.kill(os.getpid(), signal.SIGTERM)  # lands inside the epoch's tracking writes
+        log_metrics(client, run_id, metrics, step)
+
+    monkeypatch.setattr(tracking, "log_metrics", signalled_in_epoch_5)
+    assert run.main(args) == 130
+    monkeypatch.setattr(tracking, "log_metrics", log_metrics)
+    client = MlflowClient(tracking_uri)
+    (stopped,) = _runs(client)
+    run_id = stopped.info.run_id
+    assert stopped.info.status == "KILLED"
+    assert len(client.get_metric_history(run_id, "val/neg_elbo")) == 5  # epoch 5 logged in full
+
+    assert resume.main([f"run={run_id}", f"tracking_uri={tracking_uri}"]) == 0
+    assert run.main(args) == 0  # the same run, never stopped
+    resumed, whole = _runs(client)
+    assert resumed.info.run_id == run_id and resumed.info.status == "FINISHED"
+    assert resumed.data.tags["resumed_from_epoch"] == "4"  # epoch 5's checkpoint never written
+    for key in ("test/neg_elbo", "test/nll", "epochs_run", "best_epoch"):
+        assert resumed.data.metrics[key] == whole.data.metrics[key], key
+    assert resumed.data.metrics["train_seconds"] > 0
+
+
+def test_a_finished_run_or_an_unknown_one_is_refused_in_one_line(tracking_uri, capsys):
+    args = ["trainer.epochs=1", "eval.k=5", "eval.gap_examples=0", f"tracking_uri={tracking_uri}"]
+    assert run.main(args) == 0
+    (finished,) = _runs(MlflowClient(tracking_uri))
+    for run_id in (finished.info.run_id, "nosuchrun"):
+        assert resume.main([f"run={run_id}", f"tracking_uri={tracking_uri}"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == f"error: run {finished.info.run_id} is FINISHED: there is nothing to resume"
+    assert err[1].startswith("error: no run 'nosuchrun'")
+
+
+@pytest.fixture
+def handlers_restored():
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for sig, handler in before.items():
+        signal.signal(sig, handler)
+
+
+def _runs(client: MlflowClient):
+    experiment = client.get_experiment_by_name("vae-bench").experiment_id
+    return client.search_runs([experiment], order_by=["attributes.start_time ASC"])
