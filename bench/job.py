@@ -18,6 +18,7 @@ from bench.estimators.gaps import auto_examples
 from bench.estimators.iw import rows_per_chunk
 from bench.estimators.optimal_q import Search
 from bench.evaluate import EvalSettings, Evaluation, compile_pays, evaluate
+from bench.logged_model import log_model
 from bench.per_example import PER_EXAMPLE, per_example_table
 from bench.synthetic.load import save as save_density
 from bench.train import EpochCallback, compile_mode, pick_device, steps, train
@@ -84,6 +85,8 @@ def run_job(
         results |= {f"{EVAL_PREFIX[split]}/{k}": v for k, v in evaluation.metrics.items()}
     tracking.log_metrics(client, run_id, results, step=len(history))
     _log_evaluation(client, run_id, evaluation)
+    with signals.deferred():
+        log_model(client, run_id, model, data, step=len(history))  # linked to the test metrics
     _log_artifacts(client, run_id, model, data, evaluation)
     return results
 
@@ -163,7 +166,6 @@ def _log_artifacts(
 ) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
-        torch.save(model.state_dict(), out / "model.pt")
         per_example_table(evaluation, data).to_csv(out / PER_EXAMPLE, index_label="example")
         if data.density is not None:
             save_density(data.density, out / f"data_{data.density.name}.npz")

@@ -19,6 +19,7 @@ import pandas as pd
 from bench import tracking
 from bench.cli import run_parsed
 from bench.config import group_options
+from bench.logged_model import download_model, has_logged_model
 from bench.report.references import references
 from bench.report.runs import download_artifacts
 from bench.stored_run import CONFIG, WEIGHTS
@@ -93,12 +94,15 @@ def recipe_section(recipe: str, weights: Path) -> list[str]:
         name = f"{recipe}-{run['params.data.name']}-{run['params.model.name']}"
         folder = weights / f"{name}-seed{run['params.trainer.seed']}"
         folder.mkdir(parents=True, exist_ok=True)
-        download_artifacts(run["run_id"], {CONFIG: CONFIG, WEIGHTS: WEIGHTS}, folder)
+        download_artifacts(run["run_id"], {CONFIG: CONFIG, WEIGHTS: WEIGHTS}, folder)  # old: .pt
+        client = mlflow.MlflowClient(mlflow.get_tracking_uri())
+        if has_logged_model(client, run["run_id"]):
+            download_model(client, run["run_id"], folder)
     return lines + [
         "",
         f"Command: `python -m bench.run recipe={recipe} [data=...] trainer.seed=N`; configs and "
-        f"weights in `{weights.name}/` (re-score one: `python -m bench.score` on a run made from "
-        "them, or load model.pt into `bench.job.build_model`).",
+        f"models in `{weights.name}/` (load one with `mlflow.pytorch.load_model(FOLDER/model)`; "
+        "runs made before MLflow models have model.pt, weights for `bench.job.build_model`).",
         "",
     ]
 

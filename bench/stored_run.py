@@ -9,15 +9,17 @@ from typing import TypeVar
 import mlflow
 import torch
 from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
 from bench.config import load_config
 from bench.data import Dataset, load
 from bench.errors import BenchError
 from bench.job import CONFIG, build_model
+from bench.logged_model import has_logged_model, load_model
 from models.base import LatentModel
 
-WEIGHTS = "model.pt"
+WEIGHTS = "model.pt"  # the weights of runs made before the MLflow model
 T = TypeVar("T")
 
 
@@ -32,11 +34,16 @@ def stored_config(run_id: str, tracking_uri: str | None = None) -> DictConfig:
 def stored_model(
     run_id: str, cfg: DictConfig, data: Dataset, tracking_uri: str | None = None
 ) -> LatentModel:
-    model = build_model(cfg.model, data, int(cfg.trainer.seed))
+    """The run's logged MLflow model; for runs made before models were logged so, the variant
+    built from `cfg` with the run's `model.pt` weights."""
     device = data.test_x.device
+    client = MlflowClient(tracking_uri)
+    if has_logged_model(client, run_id):
+        return load_model(client, run_id, device)
+    model = build_model(cfg.model, data, int(cfg.trainer.seed))
     state = read_artifact(run_id, WEIGHTS, tracking_uri, partial(torch.load, map_location=device))
     model.load_state_dict(state)
-    return model.to(data.test_x.device).eval()
+    return model.to(device).eval()
 
 
 def reload(run_id: str) -> tuple[LatentModel, Dataset, DictConfig]:

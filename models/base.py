@@ -71,6 +71,15 @@ class LatentModel(nn.Module):
         one_hot = F.one_hot(y, self.n_classes).to(t.dtype)
         return torch.cat([t, one_hot.expand(*t.shape[:-1], self.n_classes)], -1)
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The latent code: q's mean (a deterministic encoder's output), what the logged MLflow
+        model serves for (B, x_dim) inputs; a conditional model takes its label as one more, last,
+        column."""
+        y = None
+        if self.conditional:
+            x, y = x[..., :-1], x[..., -1].long()
+        return self.encode(x, y)[0]
+
     def encode(
         self, x: torch.Tensor, y: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:

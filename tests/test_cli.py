@@ -85,7 +85,6 @@ def test_cli_run_is_tracked_in_full(tmp_path, tracking_uri):
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert artifacts == {
         "config.yaml",
-        "model.pt",
         "samples.png",
         "reconstructions.png",
         "class_samples.png",

@@ -1,5 +1,7 @@
 """python -m bench.reproduce: recipe runs against published numbers, weights kept beside."""
 
+import mlflow.pytorch
+
 from bench.reproduce import main, published
 from bench.run import main as run_main
 
@@ -22,4 +24,6 @@ def test_the_table_lists_recipe_runs_and_keeps_their_weights(tracking_uri, tmp_p
     assert rows == [rows[0]] and "| 2 of 2 |" in rows[0] and "none recorded" in rows[0]
     assert text.count("Not run here (it needs mnist's training split)") == 2
     folder = tmp_path / "bm" / "reproduce" / "vampprior2018-digits-vae-seed0"
-    assert (folder / "model.pt").stat().st_size > 0 and (folder / "config.yaml").exists()
+    assert (folder / "config.yaml").exists() and not (folder / "model.pt").exists()
+    model = mlflow.pytorch.load_model(str(folder / "model"))
+    assert type(model).__name__ == "VAE" and model.z_dim == 40
