@@ -78,6 +78,7 @@ def _print_study(cfg: DictConfig, result: StudyResult, report: Path) -> None:
     print(best_trials_table(result.study))
     uri = tracking.tracking_uri(cfg.tracking_uri)
     print(f"optuna: study {result.study.study_name!r} in {safe_url(result.storage)}")
+    print(f"optuna-dashboard {safe_url(result.storage)}")
     print(f"mlflow: parent run {result.parent_run_id} (one child run per trial) at {uri}")
     print("\n".join(tracking.ui_links(uri, result.experiment_id)))
     print(f"report: {report}")

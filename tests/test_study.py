@@ -81,6 +81,7 @@ def test_smoke_study_end_to_end_and_resume(stores, capsys):
     assert "study smoke-digits: 3 COMPLETE" in out and parent.info.run_id in out
     link = f"/#/experiments/{parent.info.experiment_id}/runs?workflowType=machine_learning"
     assert link in out
+    assert f"optuna-dashboard {stores[1].split('=', 1)[1]}" in out
 
     assert main(["study=smoke", *stores]) == 0  # resumed: nothing to do, nothing duplicated
     assert states(load(stores)) == ["COMPLETE"] * 3
