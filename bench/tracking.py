@@ -202,10 +202,13 @@ def ui_links(uri: str, experiment_id: str, run_id: str | None = None) -> list[st
         server = "http://127.0.0.1:5000"
         lines.append(f"mlflow ui --backend-store-uri {uri}")
     experiment = f"{server}/#/experiments/{experiment_id}"
-    lines.append(f"{experiment}/runs?workflowType=machine_learning")
-    if run_id is not None:
-        lines.append(f"{experiment}/runs/{run_id}")
+    lines.append(f"{experiment}/runs?{TRAINING_VIEW}")
+    if run_id is not None:  # without the parameter the run's page, too, opens in the GenAI view
+        lines.append(f"{experiment}/runs/{run_id}?{TRAINING_VIEW}")
     return lines
+
+
+TRAINING_VIEW = "workflowType=machine_learning"
 
 
 def package_version(package: str) -> str:

@@ -80,7 +80,8 @@ def test_cli_run_is_tracked_in_full(tmp_path, tracking_uri):
     assert links == [
         f"http://127.0.0.1:5000/#/experiments/{experiment.experiment_id}/runs"
         "?workflowType=machine_learning",
-        f"http://127.0.0.1:5000/#/experiments/{experiment.experiment_id}/runs/{run.info.run_id}",
+        f"http://127.0.0.1:5000/#/experiments/{experiment.experiment_id}/runs/{run.info.run_id}"
+        "?workflowType=machine_learning",
     ]
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert artifacts == {

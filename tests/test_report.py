@@ -52,6 +52,10 @@ def test_report_has_a_row_per_complete_trial_with_mlflow_numbers(smoke_report):
     best = min(finished, key=lambda r: r.data.metrics["test/nll"])
     assert rows[0].startswith("| **best** | " + best.data.tags["trial"] + " |")
     assert "nll (k=20)" in text and "The best bound is vae" in text
+    parent = finished[0].data.tags["mlflow.parentRunId"]
+    experiment = finished[0].info.experiment_id
+    assert f"`mlflow ui --backend-store-uri sqlite:///{tmp / 'mlflow.db'}`" in text
+    assert f"/#/experiments/{experiment}/runs/{parent}?workflowType=machine_learning>" in text
 
 
 def test_failed_trial_is_listed_with_its_reason(smoke_report):
