@@ -76,7 +76,8 @@ def test_smoke_study_end_to_end_and_resume(stores, capsys):
         for key in ("val_eval/neg_elbo", "val_eval/recon", "val_eval/nll"):
             assert [m.step for m in client.get_metric_history(child.info.run_id, key)] == [3]
     for run in (parent, *children):  # MLflow's standard tags, as its fluent API sets them
-        assert {"mlflow.user", "mlflow.source.name", "mlflow.source.type"} <= set(run.data.tags)
+        standard = {"mlflow.user", "mlflow.source.name", "mlflow.source.type"}
+        assert standard | {"mlflow.source.git.commit"} <= set(run.data.tags)
     out = capsys.readouterr().out
     assert "study smoke-digits: 3 COMPLETE" in out and parent.info.run_id in out
     link = f"/#/experiments/{parent.info.experiment_id}/runs?workflowType=machine_learning"
