@@ -9,6 +9,9 @@ from typing import Any
 
 import torch
 
+from bench.errors import BenchError
+from bench.schedules import EarlyStopping
+
 CheckpointWriter = Callable[[dict[str, Any]], None]
 FORMAT = 1
 
@@ -30,14 +33,52 @@ class Checkpointing:
         self._last = time.monotonic()
 
 
-def random_state(generator: torch.Generator) -> dict[str, Any]:
+@dataclass
+class TrainingParts:
+    """What a run's training state is held in."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    schedule: torch.optim.lr_scheduler.LRScheduler
+    stopping: EarlyStopping
+    history: list[dict[str, float]]
+    generator: torch.Generator
+
+    def state(self, epoch: int) -> dict[str, Any]:
+        """The state at the end of `epoch` (tensors shared with the run: save it at once)."""
+        return {
+            "format": FORMAT,
+            "epoch": epoch,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "stopping": self.stopping.state_dict(),
+            "history": list(self.history),
+            "random": _random_state(self.generator),
+        }
+
+    def restore(self, state: dict[str, Any]) -> int:
+        """Loads a `state` into the parts; returns the epoch to go on with."""
+        if state.get("format") != FORMAT:
+            found = state.get("format")
+            raise BenchError(f"checkpoint format {found!r}; this harness reads {FORMAT}")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        self.stopping.load_state_dict(state["stopping"])
+        self.history.extend(state["history"])
+        _restore_random_state(self.generator, state["random"])
+        return int(state["epoch"]) + 1
+
+
+def _random_state(generator: torch.Generator) -> dict[str, Any]:
     state = {"generator": generator.get_state(), "torch": torch.get_rng_state()}
     if generator.device.type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state(generator.device)
     return state
 
 
-def restore_random_state(generator: torch.Generator, state: dict[str, Any]) -> None:
+def _restore_random_state(generator: torch.Generator, state: dict[str, Any]) -> None:
     generator.set_state(state["generator"].cpu())
     torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state:

@@ -56,3 +56,12 @@ def key_values(args: list[str], known: tuple[str, ...]) -> tuple[dict[str, str],
         raise BenchError(f"arguments are key=value, got {' '.join(bare)}")
     options = dict(a.split("=", 1) for a in args if a.split("=", 1)[0] in known)
     return options, [a for a in args if a.split("=", 1)[0] not in known]
+
+
+def key_value_main(doc: str, argv: list[str] | None, body: Callable[[list[str]], None]) -> int:
+    """A `key=value` command: `-h`/`--help` prints `doc`, else `run_command` of `body(args)`."""
+    args = sys.argv[1:] if argv is None else argv
+    if {"-h", "--help"} & set(args):
+        print(doc.strip())
+        return 0
+    return run_command(lambda: body(args))

@@ -15,7 +15,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from bench import tracking
-from bench.cli import key_values, run_command
+from bench.cli import key_value_main, key_values
 from bench.errors import BenchError
 from bench.job import CHECKPOINT, run_job
 from bench.run import SHOWN
@@ -48,11 +48,7 @@ def _status(client: MlflowClient, run_id: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if {"-h", "--help"} & set(args):
-        print(__doc__.strip())
-        return 0
-    return run_command(lambda: _main(args))
+    return key_value_main(__doc__, argv, _main)
 
 
 def _main(args: list[str]) -> None:

@@ -14,7 +14,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from bench import tracking
-from bench.cli import key_values, run_command
+from bench.cli import key_value_main, key_values
 from bench.config import validate
 from bench.data import load
 from bench.errors import BenchError
@@ -62,11 +62,7 @@ def rescoring_config(stored: DictConfig, overrides: list[str]) -> DictConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if {"-h", "--help"} & set(args):
-        print(__doc__.strip())
-        return 0
-    return run_command(lambda: _main(args))
+    return key_value_main(__doc__, argv, _main)
 
 
 def _main(args: list[str]) -> None:

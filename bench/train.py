@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from bench.checkpoint import FORMAT, Checkpointing, random_state, restore_random_state
+from bench.checkpoint import Checkpointing, TrainingParts
 from bench.data import Dataset
 from bench.errors import BenchError
 from bench.evaluate import elbo_parts, loss_part_sums
@@ -100,9 +100,9 @@ def train(
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps, fused=True)
     schedule, stopping = lr_schedule(optimizer, cfg), EarlyStopping(cfg.patience, cfg.warmup_epochs)
     precision = partial(autocast, cfg.precision, device)
-    history, first = History(), 1
-    if resume is not None:
-        first = _restore(resume, model, optimizer, schedule, stopping, history, generator)
+    history = History()
+    parts = TrainingParts(model, optimizer, schedule, stopping, history, generator)
+    first = 1 if resume is None else parts.restore(resume)
     epochs, quiet = range(first, cfg.epochs + 1), _quiet(progress)
     bar = tqdm(epochs, "train", cfg.epochs, unit="epoch", initial=first - 1, disable=quiet)
     epoch = first - 1  # a run resumed at its last epoch runs none
@@ -125,53 +125,10 @@ def train(
         if stopping.update(epoch, val.get("neg_elbo", val["recon"]), model):
             break
         if checkpoint is not None and checkpoint.due():
-            parts = (model, optimizer, schedule, stopping, history, generator)
             with deferred():
-                checkpoint(training_state(epoch, *parts))
+                checkpoint(parts.state(epoch))
     history.best_epoch = stopping.restore(model, epoch)
     return history
-
-
-def training_state(
-    epoch: int,
-    model: LatentModel,
-    optimizer: torch.optim.Optimizer,
-    schedule: torch.optim.lr_scheduler.LRScheduler,
-    stopping: EarlyStopping,
-    history: History,
-    generator: torch.Generator,
-) -> dict[str, Any]:
-    return {
-        "format": FORMAT,
-        "epoch": epoch,
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "schedule": schedule.state_dict(),
-        "stopping": stopping.state_dict(),
-        "history": list(history),
-        "random": random_state(generator),
-    }
-
-
-def _restore(
-    state: dict[str, Any],
-    model: LatentModel,
-    optimizer: torch.optim.Optimizer,
-    schedule: torch.optim.lr_scheduler.LRScheduler,
-    stopping: EarlyStopping,
-    history: History,
-    generator: torch.Generator,
-) -> int:
-    """Loads `state` (from `training_state`) into the run's parts; returns the next epoch."""
-    if state.get("format") != FORMAT:
-        raise BenchError(f"checkpoint format {state.get('format')!r}, this harness reads {FORMAT}")
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    schedule.load_state_dict(state["schedule"])
-    stopping.load_state_dict(state["stopping"])
-    history.extend(state["history"])
-    restore_random_state(generator, state["random"])
-    return int(state["epoch"]) + 1
 
 
 def validation_elbo(model: LatentModel, data: Dataset, seed: int) -> dict[str, float]:
