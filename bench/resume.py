@@ -10,7 +10,7 @@ and ends FINISHED, KILLED or FAILED as a new one does; `resumed_from_epoch` list
 import sys
 
 import torch
-from mlflow.entities import RunStatus
+from mlflow.entities import Run, RunStatus
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -18,6 +18,7 @@ from bench import tracking
 from bench.cli import key_value_main, key_values
 from bench.errors import BenchError
 from bench.job import CHECKPOINT, run_job
+from bench.processes import gone, this_process
 from bench.run import SHOWN
 from bench.stored_run import read_artifact, stored_config
 
@@ -26,23 +27,30 @@ USAGE = "run=RUN_ID [tracking_uri=URI] [progress=true|false]"
 
 def resume(client: MlflowClient, run_id: str, progress: bool | None = None) -> dict[str, float]:
     """Trains the run `run_id` on from its checkpoint, then evaluates it; its test metrics."""
-    status = _status(client, run_id)
-    if status == "FINISHED":
+    run = _run(client, run_id)
+    if run.info.status == "FINISHED":
         raise BenchError(f"run {run_id} is FINISHED: there is nothing to resume")
+    process = run.data.tags.get(tracking.PROCESS_TAG, "")
+    if run.info.status == "RUNNING" and not gone(process):
+        raise BenchError(
+            f"run {run_id} is RUNNING in process {process or '(unknown)'}, which is not known to "
+            "have ended here: stop it first (or resume on its host)"
+        )
     uri = client.tracking_uri
     cfg = stored_config(run_id, uri)
     state = read_artifact(run_id, CHECKPOINT, uri, torch.load)
-    started = client.get_run(run_id).data.tags.get("resumed_from_epoch")
+    started = run.data.tags.get("resumed_from_epoch")
     epochs = f"{started},{state['epoch']}" if started else str(state["epoch"])
-    tracking.set_tags(client, run_id, {"resumed_from_epoch": epochs})
+    tags = {"resumed_from_epoch": epochs, tracking.PROCESS_TAG: this_process()}
+    tracking.set_tags(client, run_id, tags)
     client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
     with tracking.run_ending(client, run_id):
         return run_job(cfg, client, run_id, progress=progress, resume=state)
 
 
-def _status(client: MlflowClient, run_id: str) -> str:
+def _run(client: MlflowClient, run_id: str) -> Run:
     try:
-        return client.get_run(run_id).info.status
+        return client.get_run(run_id)
     except MlflowException:
         raise BenchError(f"no run {run_id!r} in the tracking store {client.tracking_uri}") from None
 

@@ -19,10 +19,12 @@ from mlflow.tracking.context.registry import resolve_tags
 from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT
 
 from bench.errors import BenchError, Pruned
+from bench.processes import this_process
 from bench.signals import deferred
 
 PACKAGES = ("torch", "torchvision", "mlflow", "optuna", "hydra-core", "numpy", "vae-bench")
 MAX_BATCH = 1000  # MLflow accepts at most 1000 metrics per log_batch call
+PROCESS_TAG = "process"  # host:pid of the process that runs it (bench.resume checks it is gone)
 
 
 def tracking_uri(configured: str | None) -> str:
@@ -102,7 +104,7 @@ def tracked_run(
     parent_id: str | None = None,
 ) -> Iterator[str]:
     """A run that ends FINISHED, KILLED (interrupted or pruned) or FAILED with `failure_reason`."""
-    tags = environment_tags() | dict(tags or {})
+    tags = environment_tags() | {PROCESS_TAG: this_process()} | dict(tags or {})
     if parent_id:
         tags["mlflow.parentRunId"] = parent_id
     with deferred():

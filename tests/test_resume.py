@@ -12,6 +12,7 @@ from bench import resume, run, tracking
 from bench.checkpoint import Checkpointing
 from bench.data import load
 from bench.job import build_model
+from bench.processes import this_process
 from bench.train import train
 from tests.conftest import config
 
@@ -94,3 +95,11 @@ def handlers_restored():
 def _runs(client: MlflowClient):
     experiment = client.get_experiment_by_name("vae-bench").experiment_id
     return client.search_runs([experiment], order_by=["attributes.start_time ASC"])
+
+
+def test_a_run_whose_process_still_lives_is_not_resumed_beside_it(tracking_uri, capsys):
+    client = tracking.connect(tracking_uri)
+    experiment = tracking.experiment_id(client, "vae-bench")
+    run_id = client.create_run(experiment, tags={"process": this_process()}).info.run_id
+    assert resume.main([f"run={run_id}", f"tracking_uri={tracking_uri}"]) == 2
+    assert f"run {run_id} is RUNNING in process {this_process()}" in capsys.readouterr().err

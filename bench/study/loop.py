@@ -7,8 +7,6 @@ A trial cut short (Ctrl-C, SIGTERM, a worker gone: dead pid on this host, or no 
 FAIL too, its MLflow run ends KILLED or FAILED, and its parameters are queued again.
 """
 
-import os
-import socket
 import sys
 import time
 from collections.abc import Callable
@@ -27,6 +25,7 @@ from bench import tracking
 from bench.config import load_config
 from bench.errors import BenchError, Pruned
 from bench.job import run_job
+from bench.processes import this_process
 from bench.signals import deferred, raise_if_interrupted
 from bench.study.definition import open_study, storage_url, target
 from bench.study.local_workers import join_helpers, start_helpers
@@ -42,7 +41,7 @@ from bench.study.storage import heartbeat, heartbeat_warnings_off, open_storage,
 
 NEEDS_LIKELIHOOD = ("nll", "neg_elbo")
 IDLE_POLL_SECONDS = 1.0  # a worker with nothing to claim checks this often for others' trials
-WORKER = f"{socket.gethostname()}:{os.getpid()}"
+WORKER = this_process()
 
 
 @dataclass

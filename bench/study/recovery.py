@@ -5,15 +5,13 @@ silent elsewhere (no heartbeat for the grace period); a run may be left RUNNING 
 tracking server was down when its trial failed.
 """
 
-import os
-import socket
-
 import optuna
 from mlflow.entities import RunStatus
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from optuna.trial import FrozenTrial, TrialState
 
+from bench.processes import gone
 from bench.signals import deferred
 from bench.study.storage import RETRY
 
@@ -47,11 +45,11 @@ def fail_trial(
 def fail_dead_local_trials(study: optuna.Study, client: MlflowClient) -> None:
     """RUNNING trials of a process on this host that no longer exists: FAIL, rerun, run FAILED."""
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        host, _, pid = str(trial.user_attrs.get("worker", "")).rpartition(":")
-        if host != socket.gethostname() or not pid.isdigit() or _alive(int(pid)):
+        worker = str(trial.user_attrs.get("worker", ""))
+        if not gone(worker):
             continue
-        fail_trial(study, trial, f"worker {host}:{pid} died", retry=True)
-        end_run(client, trial.user_attrs.get("mlflow_run_id"), f"worker {host}:{pid} died")
+        fail_trial(study, trial, f"worker {worker} died", retry=True)
+        end_run(client, trial.user_attrs.get("mlflow_run_id"), f"worker {worker} died")
 
 
 def close_orphan_runs(study: optuna.Study, client: MlflowClient) -> None:
@@ -71,13 +69,3 @@ def end_run(client: MlflowClient, run_id: str | None, reason: str) -> None:
             client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
     except MlflowException:
         pass  # the run is in another tracking store
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
