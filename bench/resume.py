@@ -1,10 +1,12 @@
-"""python -m bench.resume run=RUN_ID [tracking_uri=URI]
+"""python -m bench.resume run=RUN_ID [tracking_uri=URI] [force=true]
 
 Goes on with a run that stopped before it finished (interrupted, the machine gone) from the last
 training checkpoint it logged (every trainer.checkpoint_minutes): same config, weights, optimizer,
 schedule, early stopping and random streams, so it ends with the numbers an uninterrupted run
 has. Its epochs after the checkpoint are logged again under the same steps; the run is reopened
 and ends FINISHED, KILLED or FAILED as a new one does; `resumed_from_epoch` lists each start.
+A RUNNING run whose process is not known to have ended here (another host, or a run from before
+runs were tagged with their process) needs force=true.
 """
 
 import sys
@@ -25,16 +27,19 @@ from bench.stored_run import read_artifact, stored_config
 USAGE = "run=RUN_ID [tracking_uri=URI] [progress=true|false]"
 
 
-def resume(client: MlflowClient, run_id: str, progress: bool | None = None) -> dict[str, float]:
-    """Trains the run `run_id` on from its checkpoint, then evaluates it; its test metrics."""
+def resume(
+    client: MlflowClient, run_id: str, progress: bool | None = None, force: bool = False
+) -> dict[str, float]:
+    """Trains the run `run_id` on from its checkpoint, then evaluates it; its test metrics.
+    `force`: even a RUNNING run whose process is not known to have ended."""
     run = _run(client, run_id)
     if run.info.status == "FINISHED":
         raise BenchError(f"run {run_id} is FINISHED: there is nothing to resume")
     process = run.data.tags.get(tracking.PROCESS_TAG, "")
-    if run.info.status == "RUNNING" and not gone(process):
+    if run.info.status == "RUNNING" and not gone(process) and not force:
         raise BenchError(
             f"run {run_id} is RUNNING in process {process or '(unknown)'}, which is not known to "
-            "have ended here: stop it first (or resume on its host)"
+            "have ended here: stop it first, resume on its host, or say force=true"
         )
     uri = client.tracking_uri
     cfg = stored_config(run_id, uri)
@@ -60,15 +65,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(args: list[str]) -> None:
-    options, rest = key_values(args, ("run", "tracking_uri", "progress"))
+    options, rest = key_values(args, ("run", "tracking_uri", "progress", "force"))
     if "run" not in options or rest:
         raise BenchError(
-            "usage: python -m bench.resume run=RUN_ID [tracking_uri=URI] [progress=true|false]"
+            "usage: python -m bench.resume run=RUN_ID [tracking_uri=URI] [progress=true|false] "
+            "[force=true]"
         )
     client = tracking.connect(options.get("tracking_uri"))
     shown = options.get("progress", "auto")
     progress = None if shown == "auto" else shown.lower() in ("true", "1")
-    metrics = resume(client, options["run"], progress)
+    force = options.get("force", "false").lower() in ("true", "1")
+    metrics = resume(client, options["run"], progress, force)
     print(f"run {options['run']} resumed and finished")
     for key in SHOWN:
         if f"test/{key}" in metrics:

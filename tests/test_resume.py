@@ -103,3 +103,4 @@ def test_a_run_whose_process_still_lives_is_not_resumed_beside_it(tracking_uri, 
     run_id = client.create_run(experiment, tags={"process": this_process()}).info.run_id
     assert resume.main([f"run={run_id}", f"tracking_uri={tracking_uri}"]) == 2
     assert f"run {run_id} is RUNNING in process {this_process()}" in capsys.readouterr().err
+    assert client.get_run(run_id).info.status == "RUNNING"  # left as it was
