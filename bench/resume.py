@@ -44,6 +44,7 @@ def resume(
     uri = client.tracking_uri
     cfg = stored_config(run_id, uri)
     state = read_artifact(run_id, CHECKPOINT, uri, torch.load)
+    state.setdefault("train_seconds", _seconds_until(client, run, state["epoch"]))
     started = run.data.tags.get("resumed_from_epoch")
     epochs = f"{started},{state['epoch']}" if started else str(state["epoch"])
     tags = {"resumed_from_epoch": epochs, tracking.PROCESS_TAG: this_process()}
@@ -51,6 +52,14 @@ def resume(
     client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
     with tracking.run_ending(client, run_id):
         return run_job(cfg, client, run_id, progress=progress, resume=state)
+
+
+def _seconds_until(client: MlflowClient, run: Run, epoch: int) -> float:
+    """For checkpoints that do not carry their training seconds (written before they did): from
+    the run's start to the logging of `epoch`, setup included."""
+    history = client.get_metric_history(run.info.run_id, "train/objective")
+    logged = max(m.timestamp for m in history if m.step == epoch)
+    return (logged - run.info.start_time) / 1000
 
 
 def _run(client: MlflowClient, run_id: str) -> Run:

@@ -104,3 +104,12 @@ def test_a_run_whose_process_still_lives_is_not_resumed_beside_it(tracking_uri, 
     assert resume.main([f"run={run_id}", f"tracking_uri={tracking_uri}"]) == 2
     assert f"run {run_id} is RUNNING in process {this_process()}" in capsys.readouterr().err
     assert client.get_run(run_id).info.status == "RUNNING"  # left as it was
+
+
+def test_a_checkpoint_without_its_seconds_counts_them_from_the_runs_log(tracking_uri):
+    client = tracking.connect(tracking_uri)
+    run = client.create_run(tracking.experiment_id(client, "vae-bench"))
+    start = run.info.start_time
+    for epoch in (1, 2, 3):
+        client.log_metric(run.info.run_id, "train/objective", 1.0, start + 1500 * epoch, epoch)
+    assert resume._seconds_until(client, client.get_run(run.info.run_id), 2) == 3.0
