@@ -24,7 +24,7 @@ from bench.processes import gone, this_process
 from bench.run import SHOWN
 from bench.stored_run import read_artifact, stored_config
 
-USAGE = "run=RUN_ID [tracking_uri=URI] [progress=true|false]"
+USAGE = "run=RUN_ID [tracking_uri=URI] [progress=true|false] [force=true]"
 
 
 def resume(
@@ -76,10 +76,7 @@ def main(argv: list[str] | None = None) -> int:
 def _main(args: list[str]) -> None:
     options, rest = key_values(args, ("run", "tracking_uri", "progress", "force"))
     if "run" not in options or rest:
-        raise BenchError(
-            "usage: python -m bench.resume run=RUN_ID [tracking_uri=URI] [progress=true|false] "
-            "[force=true]"
-        )
+        raise BenchError(f"usage: python -m bench.resume {USAGE}")
     client = tracking.connect(options.get("tracking_uri"))
     shown = options.get("progress", "auto")
     progress = None if shown == "auto" else shown.lower() in ("true", "1")
