@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from bench import tracking
 from bench.cli import run_command
 from bench.config import load_config
-from bench.job import run_job
+from bench.job import CHECKPOINT, run_job
 from bench.study.loop import StudyResult, run_study
 from bench.study.storage import safe_url
 from bench.study.summary import best_trials_table
@@ -43,7 +43,15 @@ def run_single(cfg: DictConfig) -> tuple[str, str, dict[str, float]]:
     experiment = tracking.experiment_id(client, cfg.experiment)
     name = f"{cfg.model.name}-z{cfg.model.z_dim}-{cfg.data.name}"
     with tracking.tracked_run(client, experiment, name) as run_id:
-        return experiment, run_id, run_job(cfg, client, run_id, progress=progress_flag(cfg))
+        try:
+            return experiment, run_id, run_job(cfg, client, run_id, progress=progress_flag(cfg))
+        except KeyboardInterrupt:
+            if client.list_artifacts(run_id, CHECKPOINT.rpartition("/")[0]):
+                print(
+                    f"go on from its checkpoint: python -m bench.resume run={run_id}",
+                    file=sys.stderr,
+                )
+            raise
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -43,7 +43,7 @@ def test_training_resumed_from_a_checkpoint_ends_as_if_never_stopped():
 
 
 def test_bench_resume_finishes_an_interrupted_run_with_the_numbers_of_an_uninterrupted_one(
-    tracking_uri, monkeypatch, handlers_restored
+    tracking_uri, monkeypatch, handlers_restored, capsys
 ):
     args = [*RECIPE, "trainer.epochs=12", "trainer.checkpoint_minutes=0", "eval.k=20"]
     args += ["eval.gap_examples=0", f"tracking_uri={tracking_uri}"]
@@ -60,6 +60,8 @@ def test_bench_resume_finishes_an_interrupted_run_with_the_numbers_of_an_uninter
     client = MlflowClient(tracking_uri)
     (stopped,) = _runs(client)
     run_id = stopped.info.run_id
+    hint = f"go on from its checkpoint: python -m bench.resume run={run_id}"
+    assert hint in capsys.readouterr().err
     assert stopped.info.status == "KILLED"
     assert len(client.get_metric_history(run_id, "val/neg_elbo")) == 5  # epoch 5 logged in full
 
