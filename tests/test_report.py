@@ -178,3 +178,10 @@ def test_a_beta_sweep_explains_the_trade_and_labels_the_rate_distortion_plane(tm
     text = (out / "README.md").read_text()
     assert "Each β trades rate (KL) for distortion (recon)" in text and "β = 2σ²" in text
     assert png_size(out / "rate_distortion.png") == figures.PIXELS
+
+
+def test_runs_at_one_place_of_the_rate_distortion_plane_share_one_label():
+    runs = pd.DataFrame({"model.beta": [10.0, 0.5, 4.0], "kl": [0.01, 9.0, 0.02]})
+    runs["recon"] = [27.5, 16.4, 27.51]
+    labels = sorted(label for _, label in figures._shared_labels(runs, "model.beta"))
+    assert labels == ["0.5", "4, 10"]

@@ -61,9 +61,8 @@ def rate_distortion(table: pd.DataFrame, x: str, path: Path) -> Path:
     fig, ax = _axes()
     sns.scatterplot(data, x="kl", y="recon", hue="variant", s=50, ax=ax)
     if x != "variant":
-        for _, row in data.iterrows():
-            ax.annotate(f"{row[x]:g}", (row["kl"], row["recon"]), xytext=(4, 4), fontsize=8,
-                        textcoords="offset points")  # fmt: skip
+        for (kl, recon), label in _shared_labels(data, x):
+            ax.annotate(label, (kl, recon), xytext=(4, 4), fontsize=8, textcoords="offset points")
     if len(data):
         lowest, top = float((data["kl"] + data["recon"]).min()), float(data["kl"].max())
         for level in (lowest, lowest + 5, lowest + 10):
@@ -75,6 +74,25 @@ def rate_distortion(table: pd.DataFrame, x: str, path: Path) -> Path:
     )
     ax.set(xlabel="rate: KL (nats)", ylabel="distortion: recon (nats)", title=title)
     return _save(fig, path)
+
+
+def _shared_labels(data: pd.DataFrame, x: str) -> list[tuple[tuple[float, float], str]]:
+    """One label per place: runs within 2 % of the axes' ranges of one another (β = 4 and 10,
+    both at zero rate) share one, "4, 10", instead of printing over each other."""
+    span = [max(float(data[c].max() - data[c].min()), 1e-9) for c in ("kl", "recon")]
+    places: list[tuple[tuple[float, float], list[str]]] = []
+    for _, row in data.sort_values(x).iterrows():
+        point = (float(row["kl"]), float(row["recon"]))
+        near = [p for p in places if _close(p[0], point, span)]
+        if near:
+            near[0][1].append(f"{row[x]:g}")
+        else:
+            places.append((point, [f"{row[x]:g}"]))
+    return [(point, ", ".join(labels)) for point, labels in places]
+
+
+def _close(a: tuple[float, float], b: tuple[float, float], span: list[float]) -> bool:
+    return all(abs(u - v) < 0.02 * s for u, v, s in zip(a, b, span, strict=True))
 
 
 def active_units(table: pd.DataFrame, path: Path) -> Path:
