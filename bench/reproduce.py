@@ -25,11 +25,41 @@ from bench.report.runs import download_artifacts
 from bench.stored_run import CONFIG, WEIGHTS
 
 
-def recipe_runs(recipe: str) -> pd.DataFrame:
+def recipe_runs(recipe: str, finished: bool = True) -> pd.DataFrame:
+    status = "= 'FINISHED'" if finished else "!= 'FINISHED'"
     return mlflow.search_runs(
         search_all_experiments=True,
-        filter_string=f"params.recipe_name = '{recipe}' and attributes.status = 'FINISHED'",
+        filter_string=f"params.recipe_name = '{recipe}' and attributes.status {status}",
         order_by=["attributes.start_time ASC"],
+    )
+
+
+def unfinished_lines(recipe: str) -> list[str]:
+    """The recipe's runs still training or stopped before the end, with how far they got."""
+    runs = recipe_runs(recipe, finished=False)
+    if runs.empty:
+        return []
+    client = mlflow.MlflowClient(mlflow.get_tracking_uri())
+    resume = "`python -m bench.resume run=RUN_ID` goes on from a stopped one's last checkpoint"
+    lines = [f"Not finished ({resume}):", ""]
+    for _, run in runs.iterrows():
+        lines.append(
+            f"- {run['params.data.name']} {run['params.model.name']} seed "
+            f"{run['params.trainer.seed']}, run `{run['run_id']}` ({run['status']}): "
+            + _progress(client, run)
+        )
+    return lines + [""]
+
+
+def _progress(client: mlflow.MlflowClient, run: pd.Series) -> str:
+    history = client.get_metric_history(run["run_id"], "val/neg_elbo")
+    if not history:
+        return "no epoch logged"
+    best = min(history, key=lambda m: m.value)
+    last = max(m.step for m in history)  # a resumed run logs some epochs twice
+    return (
+        f"epoch {last} of at most {run['params.trainer.epochs']}, best validation −ELBO "
+        f"{best.value:.2f} at epoch {best.step}"
     )
 
 
@@ -78,33 +108,41 @@ HEADER = (
 def recipe_section(recipe: str, weights: Path) -> list[str]:
     text = (files("bench.conf") / "recipe" / f"{recipe}.yaml").read_text()
     comment = [line.lstrip("# ") for line in text.splitlines()[1:] if line.startswith("#")]
-    runs = recipe_runs(recipe)
+    runs, unfinished = recipe_runs(recipe), unfinished_lines(recipe)
     lines = [f"## `{recipe}`", "", " ".join(comment), ""]
     if runs.empty:
-        data = re.search(r"override /data: (\S+)", text)
-        needs = f" (it needs {data[1]}'s training split)" if data else ""
-        return lines + [
-            f"Not run here{needs}. Command: `python -m bench.run recipe={recipe} "
-            "trainer.seed=0`, then `python -m bench.reproduce` to fill this section.",
-            "",
-        ]
+        return lines + (unfinished or _not_run(recipe, text))
     lines += [HEADER, "|---" * 10 + "|"]
     for _, run in runs.iterrows():
         lines.append(run_row(recipe, run))
-        name = f"{recipe}-{run['params.data.name']}-{run['params.model.name']}"
-        folder = weights / f"{name}-seed{run['params.trainer.seed']}"
-        folder.mkdir(parents=True, exist_ok=True)
-        download_artifacts(run["run_id"], {CONFIG: CONFIG, WEIGHTS: WEIGHTS}, folder)  # old: .pt
-        client = mlflow.MlflowClient(mlflow.get_tracking_uri())
-        if has_logged_model(client, run["run_id"]):
-            download_model(client, run["run_id"], folder)
-    return lines + [
-        "",
+        _keep(recipe, run, weights)
+    command = (
         f"Command: `python -m bench.run recipe={recipe} [data=...] trainer.seed=N`; configs and "
         f"models in `{weights.name}/` (load one with `mlflow.pytorch.load_model(FOLDER/model)`; "
-        "runs made before MLflow models have model.pt, weights for `bench.job.build_model`).",
+        "runs made before MLflow models have model.pt, weights for `bench.job.build_model`)."
+    )
+    return [*lines, "", command, "", *unfinished]
+
+
+def _not_run(recipe: str, text: str) -> list[str]:
+    data = re.search(r"override /data: (\S+)", text)
+    needs = f" (it needs {data[1]}'s training split)" if data else ""
+    return [
+        f"Not run here{needs}. Command: `python -m bench.run recipe={recipe} "
+        "trainer.seed=0`, then `python -m bench.reproduce` to fill this section.",
         "",
     ]
+
+
+def _keep(recipe: str, run: pd.Series, weights: Path) -> None:
+    """The run's config and model copied to `weights/<recipe>-<data>-<variant>-seed<N>/`."""
+    name = f"{recipe}-{run['params.data.name']}-{run['params.model.name']}"
+    folder = weights / f"{name}-seed{run['params.trainer.seed']}"
+    folder.mkdir(parents=True, exist_ok=True)
+    download_artifacts(run["run_id"], {CONFIG: CONFIG, WEIGHTS: WEIGHTS}, folder)  # old: .pt
+    client = mlflow.MlflowClient(mlflow.get_tracking_uri())
+    if has_logged_model(client, run["run_id"]):
+        download_model(client, run["run_id"], folder)
 
 
 INTRO = (

@@ -2,6 +2,7 @@
 
 import mlflow.pytorch
 
+from bench import tracking
 from bench.reproduce import main, published
 from bench.run import main as run_main
 
@@ -27,3 +28,21 @@ def test_the_table_lists_recipe_runs_and_keeps_their_weights(tracking_uri, tmp_p
     assert (folder / "config.yaml").exists() and not (folder / "model.pt").exists()
     model = mlflow.pytorch.load_model(str(folder / "model"))
     assert type(model).__name__ == "VAE" and model.z_dim == 40
+
+
+def test_a_recipe_run_stopped_midway_is_listed_with_how_far_it_got(tracking_uri, tmp_path):
+    client = tracking.connect(tracking_uri)
+    run_id = client.create_run(tracking.experiment_id(client, "vae-bench")).info.run_id
+    params = {"recipe_name": "burda2016", "data.name": "mnist", "model.name": "iwae"}
+    tracking.log_params(client, run_id, params | {"trainer.seed": "1", "trainer.epochs": "3280"})
+    for epoch, value in ((1, 99.0), (2, 97.5), (3, 98.0), (2, 97.5)):  # epoch 2 again: resumed
+        tracking.log_metrics(client, run_id, {"val/neg_elbo": value}, step=epoch)
+    client.set_terminated(run_id, "KILLED")
+    out = tmp_path / "REPRODUCE.md"
+    assert main(["--tracking-uri", tracking_uri, "--out", str(out)]) == 0
+    section = out.read_text().split("## `burda2016`")[1].split("## ")[0]
+    assert "Not run here" not in section
+    assert (
+        f"- mnist iwae seed 1, run `{run_id}` (KILLED): epoch 3 of at most 3280, best "
+        "validation −ELBO 97.50 at epoch 2"
+    ) in section
