@@ -71,18 +71,24 @@ def tracking_uri(tmp_path: Path) -> str:
 
 
 def wait_for_trials(storage: str, predicate, study: str = "smoke-digits", timeout: float = 300):
-    """Poll the study (which may not exist yet) until `predicate(trials)`; its trials."""
+    """Poll the study (which may not exist yet) until `predicate(trials)`; its trials. Each
+    poll's connection is closed at once (NullPool): a storage per poll would otherwise keep its
+    pool until collected, and a slow test ran PostgreSQL out of connections."""
     import time
 
     import optuna
+    from sqlalchemy.pool import NullPool
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         time.sleep(0.5)
+        polled = optuna.storages.RDBStorage(storage, engine_kwargs={"poolclass": NullPool})
         try:
-            trials = optuna.load_study(study_name=study, storage=storage).get_trials()
+            trials = optuna.load_study(study_name=study, storage=polled).get_trials()
         except KeyError:
             continue
+        finally:
+            polled.engine.dispose()
         if predicate(trials):
             return trials
     raise AssertionError(f"timed out waiting on the trials of {study}")
