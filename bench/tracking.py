@@ -6,11 +6,12 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from functools import partial
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from mlflow.entities import DatasetInput, Metric, Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
@@ -23,6 +24,7 @@ from bench.processes import this_process
 from bench.signals import deferred
 
 PACKAGES = ("torch", "torchvision", "mlflow", "optuna", "hydra-core", "numpy", "vae-bench")
+T = TypeVar("T")
 MAX_BATCH = 1000  # MLflow accepts at most 1000 metrics per log_batch call
 PROCESS_TAG = "process"  # host:pid of the process that runs it (bench.resume checks it is gone)
 
@@ -49,18 +51,30 @@ def connect(configured: str | None) -> MlflowClient:
     """A client for the configured (or default) tracking URI, checked to answer."""
     uri = tracking_uri(configured)
     check_reachable(uri)
-    for attempt in range(STORE_ATTEMPTS):
+    try:
+        return retried_on_race(lambda: MlflowClient(tracking_uri=uri), partial(_creation_race, uri))
+    except Exception as e:
+        raise BenchError(f"cannot open MLflow tracking store {uri}: {e}") from None
+
+
+RACE_ATTEMPTS = 5
+
+
+def retried_on_race(
+    call: Callable[[], T], race: Callable[[Exception], bool], wait: float = 0.2
+) -> T:
+    """`call()` (its store writes deferred), tried again after a growing, jittered wait while it
+    fails on a race another process is winning, at most RACE_ATTEMPTS times."""
+    for attempt in range(RACE_ATTEMPTS - 1):
         try:
             with deferred():
-                return MlflowClient(tracking_uri=uri)
+                return call()
         except Exception as e:
-            if not _creation_race(uri, e) or attempt == STORE_ATTEMPTS - 1:
-                raise BenchError(f"cannot open MLflow tracking store {uri}: {e}") from None
-            time.sleep(0.2 * 2**attempt * (1 + random.random()))
-    raise AssertionError("unreachable")
-
-
-STORE_ATTEMPTS = 5
+            if not race(e):
+                raise
+            time.sleep(wait * 2**attempt * (1 + random.random()))
+    with deferred():
+        return call()
 
 
 def _creation_race(uri: str, error: Exception) -> bool:
@@ -161,21 +175,15 @@ def log_metrics(
             client.log_batch(run_id, metrics=items[start : start + MAX_BATCH])
 
 
-def log_inputs(
-    client: MlflowClient, run_id: str, inputs: Sequence[DatasetInput], attempts: int = 5
-) -> None:
+def log_inputs(client: MlflowClient, run_id: str, inputs: Sequence[DatasetInput]) -> None:
     """MLflow creates a dataset the first time a run logs it; runs starting at once (a study's
     workers) race on its unique key and the loser's insert fails (SQLite: UNIQUE constraint,
     PostgreSQL: duplicate key). Tried again, it finds the dataset the winner made."""
-    for attempt in range(attempts):
-        try:
-            with deferred():
-                client.log_inputs(run_id, datasets=list(inputs))
-            return
-        except MlflowException as e:
-            if "unique" not in str(e).lower() or attempt == attempts - 1:
-                raise
-            time.sleep(0.05 * 2**attempt * (1 + random.random()))
+    retried_on_race(lambda: client.log_inputs(run_id, datasets=list(inputs)), _unique_race, 0.05)
+
+
+def _unique_race(error: Exception) -> bool:
+    return isinstance(error, MlflowException) and "unique" in str(error).lower()
 
 
 def set_tags(client: MlflowClient, run_id: str, tags: Mapping[str, str]) -> None:
