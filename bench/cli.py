@@ -11,7 +11,8 @@ def run_command(command: Callable[[], None]) -> int:
     """0 on success; 2 for bad input or a clear failure, 130 when interrupted, 1 otherwise."""
     from bench import signals
     from bench.allocator import keep_freed_memory
-    from bench.errors import BenchError
+    from bench.errors import BenchError, first_line
+    from bench.redaction import redact
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     signals.install()
@@ -19,7 +20,7 @@ def run_command(command: Callable[[], None]) -> int:
     try:
         command()
     except BenchError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {redact(str(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: the running MLflow run was marked KILLED", file=sys.stderr)
@@ -28,7 +29,8 @@ def run_command(command: Callable[[], None]) -> int:
         if os.environ.get("VAE_BENCH_DEBUG"):
             raise
         print(
-            f"error: {type(e).__name__}: {e} (VAE_BENCH_DEBUG=1 shows the traceback)",
+            f"error: {type(e).__name__}: {redact(first_line(e))} "
+            "(VAE_BENCH_DEBUG=1 shows the traceback)",
             file=sys.stderr,
         )
         return 1

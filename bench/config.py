@@ -11,11 +11,15 @@ from omegaconf.errors import OmegaConfBaseException
 from bench.errors import BenchError
 from bench.precision import PRECISIONS
 from bench.schedules import LR_SCHEDULES
-from models import variant_names
+from bench.synthetic.linear import LinearGaussian
+from bench.synthetic.mixture import BernoulliMixture
+from models import variant, variant_names
 from models.nets import ACTIVATION_NAMES
 
 LIKELIHOODS = ("bernoulli", "gaussian")
+SAMPLERS = ("grid", "tpe", "random")
 COMPILE_SETTINGS = ("auto", "none", "default", "reduce-overhead", "max-autotune")
+FAMILIES = {family.name: family for family in (BernoulliMixture, LinearGaussian)}
 # config group -> what it is
 GROUPS = {"model": "model", "data": "dataset", "study": "study", "recipe": "recipe"}
 
@@ -71,6 +75,11 @@ def validate(cfg: DictConfig) -> None:
         raise BenchError(
             f"model.likelihood must be bernoulli or gaussian, got {model.likelihood!r}"
         )
+    if variant(model.name).conditional and not labelled(cfg.data.name):
+        raise BenchError(
+            f"model={model.name} conditions on labels and data={cfg.data.name} has none: "
+            f"choose one of {', '.join(n for n in group_options('data') if labelled(n))}"
+        )
     if model.likelihood == "bernoulli" and cfg.data.name == "linear":
         raise BenchError("data=linear is continuous: it needs model.likelihood=gaussian")
     if model.likelihood == "bernoulli" and cfg.data.binarize == "none":
@@ -105,7 +114,24 @@ def validate(cfg: DictConfig) -> None:
     _one_of("eval.precision", cfg.eval.precision, PRECISIONS)
     _one_of("eval.compile", cfg.eval.compile, ("auto", True, False))
     if cfg.get("study") is not None:
-        _at_least("study.workers", cfg.study.workers, 1, int)
+        _validate_study(cfg.study)
+
+
+def _validate_study(study: DictConfig) -> None:
+    _at_least("study.workers", study.workers, 1, int)
+    _one_of("study.sampler", study.sampler, SAMPLERS)
+    if study.n_trials is not None:
+        _at_least("study.n_trials", study.n_trials, 1, int)
+    if not study.seeds:
+        raise BenchError("study.seeds needs at least one seed, e.g. study.seeds=[0]")
+    for seed in study.seeds:
+        _at_least("study.seeds[]", seed, 0, int)
+
+
+def labelled(data: str) -> bool:
+    """Whether a dataset's images carry class labels (what cvae conditions on)."""
+    family = FAMILIES.get(data)
+    return family is None or family.labelled
 
 
 def _one_of(name: str, value: object, allowed: tuple) -> None:

@@ -18,10 +18,13 @@ from bench.estimators.gaps import auto_examples
 from bench.estimators.iw import rows_per_chunk
 from bench.estimators.optimal_q import Search
 from bench.evaluate import EvalSettings, Evaluation, compile_pays, evaluate
+from bench.faults import kill_point
 from bench.logged_model import log_model
 from bench.per_example import PER_EXAMPLE, per_example_table
+from bench.redaction import redact
 from bench.synthetic.load import save as save_density
 from bench.train import EpochCallback, compile_mode, pick_device, steps, train
+from bench.weights import log_weights
 from models import build_likelihood, variant
 from models.base import LatentModel
 
@@ -71,6 +74,7 @@ def run_job(
     clock = TrainingClock((resume or {}).get("train_seconds", 0.0))
     writer = checkpointing(client, run_id, cfg.trainer, clock)
     history = train(model, data, cfg.trainer, log_epoch, progress, writer, resume)
+    kill_point("job:trained")
     seconds = clock.seconds()
     results = {
         "train_seconds": seconds,
@@ -83,10 +87,12 @@ def run_job(
         torch.manual_seed(cfg.trainer.seed)
         evaluation = evaluate(model, data, settings, split)
         results |= {f"{EVAL_PREFIX[split]}/{k}": v for k, v in evaluation.metrics.items()}
+    kill_point("job:evaluated")
     tracking.log_metrics(client, run_id, results, step=len(history))
     _log_evaluation(client, run_id, evaluation)
     with signals.deferred():
         log_model(client, run_id, model, data, step=len(history))  # linked to the test metrics
+    log_weights(client, run_id, model)
     _log_artifacts(client, run_id, model, data, evaluation)
     return results
 
@@ -154,7 +160,7 @@ def _log_setup(
     tracking.set_tags(client, run_id, tags)
     tracking.log_inputs(client, run_id, dataset_inputs(data))
     with signals.deferred():
-        client.log_text(run_id, OmegaConf.to_yaml(cfg, resolve=True), CONFIG)
+        client.log_text(run_id, redact(OmegaConf.to_yaml(cfg, resolve=True)), CONFIG)
 
 
 def _log_artifacts(

@@ -22,7 +22,8 @@ from bench.config import group_options
 from bench.logged_model import download_model, has_logged_model
 from bench.report.references import references
 from bench.report.runs import download_artifacts
-from bench.stored_run import CONFIG, WEIGHTS
+from bench.stored_run import CONFIG
+from bench.weights import LEGACY_WEIGHTS, WEIGHTS
 
 
 def recipe_runs(recipe: str, finished: bool = True) -> pd.DataFrame:
@@ -118,8 +119,10 @@ def recipe_section(recipe: str, weights: Path) -> list[str]:
         _keep(recipe, run, weights)
     command = (
         f"Command: `python -m bench.run recipe={recipe} [data=...] trainer.seed=N`; configs and "
-        f"models in `{weights.name}/` (load one with `mlflow.pytorch.load_model(FOLDER/model)`; "
-        "runs made before MLflow models have model.pt, weights for `bench.job.build_model`)."
+        f"weights in `{weights.name}/`: `model.safetensors` (tensors only) for the variant "
+        "`bench.job.build_model` builds from `config.yaml` (runs made before: `model.pt`), and "
+        "the MLflow model, `mlflow.pytorch.load_model(FOLDER/model)` (a pickle: load it only "
+        "from a source you trust)."
     )
     return [*lines, "", command, "", *unfinished]
 
@@ -139,7 +142,8 @@ def _keep(recipe: str, run: pd.Series, weights: Path) -> None:
     name = f"{recipe}-{run['params.data.name']}-{run['params.model.name']}"
     folder = weights / f"{name}-seed{run['params.trainer.seed']}"
     folder.mkdir(parents=True, exist_ok=True)
-    download_artifacts(run["run_id"], {CONFIG: CONFIG, WEIGHTS: WEIGHTS}, folder)  # old: .pt
+    names = {name: name for name in (CONFIG, WEIGHTS, LEGACY_WEIGHTS)}
+    download_artifacts(run["run_id"], names, folder)
     client = mlflow.MlflowClient(mlflow.get_tracking_uri())
     if has_logged_model(client, run["run_id"]):
         download_model(client, run["run_id"], folder)

@@ -10,6 +10,7 @@ runs were tagged with their process) needs force=true.
 """
 
 import sys
+from functools import partial
 
 import torch
 from mlflow.entities import Run, RunStatus
@@ -43,7 +44,7 @@ def resume(
         )
     uri = client.tracking_uri
     cfg = stored_config(run_id, uri)
-    state = read_artifact(run_id, CHECKPOINT, uri, torch.load)
+    state = read_artifact(run_id, CHECKPOINT, uri, partial(torch.load, weights_only=True))
     state.setdefault("train_seconds", _seconds_until(client, run, state["epoch"]))
     started = run.data.tags.get("resumed_from_epoch")
     epochs = f"{started},{state['epoch']}" if started else str(state["epoch"])

@@ -16,8 +16,8 @@ from bench import tracking
 from bench.cli import run_command
 from bench.config import load_config
 from bench.job import CHECKPOINT, run_job
+from bench.redaction import redact, without_password
 from bench.study.loop import StudyResult, run_study
-from bench.study.storage import safe_url
 from bench.study.summary import best_trials_table
 
 SHOWN = (
@@ -73,7 +73,7 @@ def _run(cfg: DictConfig, args: list[str]) -> None:
 
 def _print_run(cfg: DictConfig, experiment: str, run_id: str, metrics: dict[str, float]) -> None:
     uri = tracking.tracking_uri(cfg.tracking_uri)
-    print(f"run {run_id} in experiment {cfg.experiment!r} at {uri}")
+    print(f"run {run_id} in experiment {cfg.experiment!r} at {redact(uri)}")
     for key in SHOWN:
         if f"test/{key}" in metrics:
             se = metrics.get(f"test/{key}_se")
@@ -85,9 +85,11 @@ def _print_run(cfg: DictConfig, experiment: str, run_id: str, metrics: dict[str,
 def _print_study(cfg: DictConfig, result: StudyResult, report: Path) -> None:
     print(best_trials_table(result.study))
     uri = tracking.tracking_uri(cfg.tracking_uri)
-    print(f"optuna: study {result.study.study_name!r} in {safe_url(result.storage)}")
-    print(f"optuna-dashboard {safe_url(result.storage)}")
-    print(f"mlflow: parent run {result.parent_run_id} (one child run per trial) at {uri}")
+    print(f"optuna: study {result.study.study_name!r} in {redact(result.storage)}")
+    dashboard = without_password(result.storage)
+    hint = "  # the password from PGPASSWORD or ~/.pgpass" if dashboard != result.storage else ""
+    print(f"optuna-dashboard {dashboard}{hint}")
+    print(f"mlflow: parent run {result.parent_run_id} (one child run per trial) at {redact(uri)}")
     print("\n".join(tracking.ui_links(uri, result.experiment_id)))
     print(f"report: {report}")
 

@@ -3,11 +3,9 @@
 import os
 import tempfile
 from collections.abc import Callable
-from functools import partial
 from typing import TypeVar
 
 import mlflow
-import torch
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
@@ -16,10 +14,9 @@ from bench.config import load_config
 from bench.data import Dataset, load
 from bench.errors import BenchError
 from bench.job import CONFIG, build_model
-from bench.logged_model import has_logged_model, load_model
+from bench.weights import LEGACY_WEIGHTS, WEIGHTS, load_weights
 from models.base import LatentModel
 
-WEIGHTS = "model.pt"  # the weights of runs made before the MLflow model
 T = TypeVar("T")
 
 
@@ -34,16 +31,21 @@ def stored_config(run_id: str, tracking_uri: str | None = None) -> DictConfig:
 def stored_model(
     run_id: str, cfg: DictConfig, data: Dataset, tracking_uri: str | None = None
 ) -> LatentModel:
-    """The run's logged MLflow model; for runs made before models were logged so, the variant
-    built from `cfg` with the run's `model.pt` weights."""
+    """The variant built from `cfg`, with the run's weights: its `model.safetensors` (or, for
+    runs made before the MLflow model, its `model.pt` state dict). Never the pickled MLflow
+    model: unpickling runs whatever code the tracking store holds."""
     device = data.test_x.device
-    client = MlflowClient(tracking_uri)
-    if has_logged_model(client, run_id):
-        return load_model(client, run_id, device)
-    model = build_model(cfg.model, data, int(cfg.trainer.seed))
-    state = read_artifact(run_id, WEIGHTS, tracking_uri, partial(torch.load, map_location=device))
-    model.load_state_dict(state)
-    return model.to(device).eval()
+    stored = {a.path for a in MlflowClient(tracking_uri).list_artifacts(run_id)}
+    found = [name for name in (WEIGHTS, LEGACY_WEIGHTS) if name in stored]
+    if not found:
+        raise BenchError(
+            f"run {run_id} has no {WEIGHTS}: its weights are only in its pickled MLflow model, "
+            "and loading that runs code from the tracking store. If you trust the store: "
+            f"mlflow.pytorch.load_model('runs:/{run_id}/model')"
+        )
+    model = build_model(cfg.model, data, int(cfg.trainer.seed)).to(device)
+    read_artifact(run_id, found[0], tracking_uri, lambda path: load_weights(model, path, device))
+    return model.eval()
 
 
 def reload(run_id: str) -> tuple[LatentModel, Dataset, DictConfig]:

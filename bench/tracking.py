@@ -8,7 +8,6 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from functools import partial
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,8 +18,10 @@ from mlflow.tracking import MlflowClient
 from mlflow.tracking.context.registry import resolve_tags
 from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT
 
-from bench.errors import BenchError, Pruned
+from bench.errors import BenchError, Pruned, first_line
+from bench.file_lock import file_lock
 from bench.processes import this_process
+from bench.redaction import redact, without_password
 from bench.signals import deferred
 
 PACKAGES = ("torch", "torchvision", "mlflow", "optuna", "hydra-core", "numpy", "vae-bench")
@@ -44,7 +45,7 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
             response.read()
     except (urllib.error.URLError, OSError) as e:
         reason = getattr(e, "reason", e)
-        raise BenchError(f"tracking server {uri} is unreachable: {reason}") from None
+        raise BenchError(f"tracking server {redact(uri)} is unreachable: {reason}") from None
 
 
 def connect(configured: str | None) -> MlflowClient:
@@ -52,9 +53,23 @@ def connect(configured: str | None) -> MlflowClient:
     uri = tracking_uri(configured)
     check_reachable(uri)
     try:
-        return retried_on_race(lambda: MlflowClient(tracking_uri=uri), partial(_creation_race, uri))
+        with _store_creation_lock(uri):
+            return MlflowClient(tracking_uri=uri)
     except Exception as e:
-        raise BenchError(f"cannot open MLflow tracking store {uri}: {e}") from None
+        reason = redact(first_line(e))
+        raise BenchError(f"cannot open MLflow tracking store {redact(uri)}: {reason}") from None
+
+
+@contextmanager
+def _store_creation_lock(uri: str) -> Iterator[None]:
+    """Processes opening a new SQLite store at once would all run MLflow's schema migrations on
+    it and fail on each other's tables, columns and version rows: one creates and migrates it
+    while the others wait, then finds it ready. (A server store is created by its server.)"""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    with file_lock(uri.removeprefix("sqlite:///")):
+        yield
 
 
 RACE_ATTEMPTS = 5
@@ -75,15 +90,6 @@ def retried_on_race(
             time.sleep(wait * 2**attempt * (1 + random.random()))
     with deferred():
         return call()
-
-
-def _creation_race(uri: str, error: Exception) -> bool:
-    """Processes opening a new SQLite store at once all run its schema migrations; the losers
-    fail on a column or table the winner just added, or on its lock. Tried again, the store is
-    there."""
-    message = str(error).lower()
-    races = ("duplicate column", "already exists", "database is locked")
-    return uri.startswith("sqlite:") and any(race in message for race in races)
 
 
 # MLflow 3's experiment kind: the UI shows such an experiment as model training, not GenAI traces
@@ -159,7 +165,7 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
 
 
 def log_params(client: MlflowClient, run_id: str, params: Mapping[str, str]) -> None:
-    items = [Param(k, v) for k, v in params.items()]
+    items = [Param(k, redact(v)) for k, v in params.items()]
     with deferred():
         for start in range(0, len(items), 100):
             client.log_batch(run_id, params=items[start : start + 100])
@@ -188,7 +194,7 @@ def _unique_race(error: Exception) -> bool:
 
 def set_tags(client: MlflowClient, run_id: str, tags: Mapping[str, str]) -> None:
     with deferred():
-        client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        client.log_batch(run_id, tags=[RunTag(k, redact(str(v))) for k, v in tags.items()])
 
 
 def environment_tags() -> dict[str, str]:
@@ -207,10 +213,10 @@ def ui_links(uri: str, experiment_id: str, run_id: str | None = None) -> list[st
     GenAI view unless the link says otherwise): for a local store the `mlflow ui` command first."""
     lines = []
     if uri.startswith(("http://", "https://")):
-        server = uri.rstrip("/")
+        server = without_password(uri).rstrip("/")
     else:
         server = "http://127.0.0.1:5000"
-        lines.append(f"mlflow ui --backend-store-uri {uri}")
+        lines.append(f"mlflow ui --backend-store-uri {without_password(uri)}")
     experiment = f"{server}/#/experiments/{experiment_id}"
     lines.append(f"{experiment}/runs?{TRAINING_VIEW}")
     if run_id is not None:  # without the parameter the run's page, too, opens in the GenAI view

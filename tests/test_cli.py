@@ -90,6 +90,7 @@ def test_cli_run_is_tracked_in_full(tmp_path, tracking_uri):
         "reconstructions.png",
         "class_samples.png",
         "test_per_example.csv",
+        "model.safetensors",
     }
 
 
@@ -159,6 +160,13 @@ BAD_INPUT = [
     (["trainer.precision=fp16"], "trainer.precision must be one of fp32, bf16, got 'fp16'"),
     (["eval.compile=maybe"], "eval.compile must be one of auto, true, false"),
     (["tracking_uri=http://127.0.0.1:9"], "tracking server http://127.0.0.1:9 is unreachable"),
+    (["study=zdim", "study.n_trials=0"], "study.n_trials must be an integer >= 1, got 0"),
+    (["study=smoke", "study.seeds=[]"], "study.seeds needs at least one seed"),
+    (["study=zdim", "study.sampler=nosuch"], "study.sampler must be one of grid, tpe, random"),
+    (
+        ["model=cvae", "data=linear", "model.likelihood=gaussian"],
+        "model=cvae conditions on labels and data=linear has none: choose one of digits,",
+    ),
 ]
 
 

@@ -2,8 +2,10 @@
 its own metrics untouched."""
 
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
 
+from bench.logged_model import load_model
 from bench.run import main as run_main
 from bench.score import main as score_main
 
@@ -59,3 +61,37 @@ def test_bad_runs_and_settings_are_one_line(finished_run, tracking_uri, capsys):
         assert score_main(args) == 2
         err = capsys.readouterr().err
         assert err.startswith("error: ") and message in err and err.count("\n") == 1
+
+
+class Bait:
+    """Unpickled, it writes a file: what a hostile writer of the tracking store could plant."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_rescoring_never_unpickles_the_logged_model(finished_run, tracking_uri, tmp_path):
+    (pickled,) = tmp_path.glob("mlartifacts/models/*/artifacts/data/model.pth")
+    marker = tmp_path / "code-from-the-store-ran"
+    torch.save(Bait(str(marker)), pickled)  # the logged MLflow model, replaced by a bait
+    args = [f"run={finished_run}", f"tracking_uri={tracking_uri}"]
+    assert score_main([*args, "eval.k=5"]) == 0
+    assert not marker.exists()
+    metrics = MlflowClient(tracking_uri).get_run(finished_run).data.metrics
+    assert metrics["test_k5/nll"] == metrics["test/nll"]  # the weights are the run's own
+    with pytest.raises(AttributeError):  # the bait is live: MLflow's own loader runs it
+        load_model(MlflowClient(tracking_uri), finished_run)
+    assert marker.exists()
+
+
+def test_a_run_with_only_a_pickled_model_is_refused_in_one_line(
+    finished_run, tracking_uri, tmp_path, capsys
+):
+    (weights,) = tmp_path.glob(f"mlartifacts/{finished_run}/artifacts/model.safetensors")
+    weights.unlink()
+    assert score_main([f"run={finished_run}", f"tracking_uri={tracking_uri}"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "only in its pickled MLflow model" in err

@@ -12,6 +12,7 @@ from mlflow.tracking import MlflowClient
 
 from bench import tracking
 from bench.errors import BenchError
+from bench.redaction import redact
 
 RANGE_KEYS = (".low", ".high", ".log", ".type")
 
@@ -68,9 +69,9 @@ def load_study_runs(uri: str, study: str) -> StudyRuns:
             order_by=["attributes.start_time DESC"],
         )
     except Exception as e:
-        raise BenchError(f"cannot read runs from {uri}: {e}") from None
+        raise BenchError(f"cannot read runs from {redact(uri)}: {redact(str(e))}") from None
     if parents.empty:
-        raise BenchError(f"no study named {study!r} in the MLflow store {uri}")
+        raise BenchError(f"no study named {study!r} in the MLflow store {redact(uri)}")
     parent = parents.iloc[0]
     runs = mlflow.search_runs(
         experiment_ids=[parent["experiment_id"]],

@@ -8,9 +8,9 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.storages import RDBStorage
 
 from bench import tracking
-from bench.errors import BenchError
+from bench.errors import BenchError, first_line
+from bench.redaction import redact
 from bench.study.space import Space, build_pruner, build_sampler, grid_size
-from bench.study.storage import safe_url
 
 # Keys that say where or how the study runs, not what a trial measures: left out of the
 # fingerprint, so changing them resumes the same study. The pruner decides which trials run to
@@ -64,15 +64,15 @@ def open_study(cfg: DictConfig, space: Space, storage: RDBStorage, url: str) -> 
     except BenchError:
         raise
     except Exception as e:
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise BenchError(f"cannot open Optuna storage {safe_url(url)}: {reason}") from None
+        reason = first_line(e)
+        raise BenchError(f"cannot open Optuna storage {redact(url)}: {reason}") from None
     fingerprint = study_fingerprint(cfg)
     stored = study.user_attrs.get("config")
     if stored is None:
         study.set_user_attr("config", fingerprint)
     elif _differing_keys(stored, fingerprint):
         raise BenchError(
-            f"study {cfg.study.name!r} in {safe_url(url)} was made with another config "
+            f"study {cfg.study.name!r} in {redact(url)} was made with another config "
             f"({_differences(stored, fingerprint)}): set study.name=NEW to start another"
         )
     return study
@@ -81,7 +81,7 @@ def open_study(cfg: DictConfig, space: Space, storage: RDBStorage, url: str) -> 
 def study_fingerprint(cfg: DictConfig) -> dict[str, str]:
     """The resolved config without what says only where or how things run or are stored."""
     flat = tracking.flatten(OmegaConf.to_container(cfg, resolve=True))
-    return {k: v for k, v in flat.items() if not k.startswith(HOW_IT_RUNS)}
+    return {k: redact(v) for k, v in flat.items() if not k.startswith(HOW_IT_RUNS)}
 
 
 def _differing_keys(old: dict[str, str], new: dict[str, str]) -> list[str]:

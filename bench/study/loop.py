@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import optuna
 from mlflow.entities import RunStatus
@@ -24,24 +25,19 @@ from tqdm import tqdm
 from bench import tracking
 from bench.config import load_config
 from bench.errors import BenchError, Pruned
+from bench.faults import kill_point
 from bench.job import run_job
 from bench.processes import this_process
 from bench.signals import deferred, raise_if_interrupted
 from bench.study.definition import open_study, storage_url, target
 from bench.study.local_workers import join_helpers, start_helpers
 from bench.study.parent_run import finish_parent, parent_run
-from bench.study.recovery import (
-    LostTrial,
-    close_orphan_runs,
-    fail_dead_local_trials,
-    fail_trial,
-)
+from bench.study.recovery import WORKER_TAG, LostTrial, close_orphan_runs, fail_trial, recover
 from bench.study.space import Space, as_overrides, override_key, search_space, suggest
 from bench.study.storage import heartbeat, heartbeat_warnings_off, open_storage, study_lock
 
 NEEDS_LIKELIHOOD = ("nll", "neg_elbo")
 IDLE_POLL_SECONDS = 1.0  # a worker with nothing to claim checks this often for others' trials
-WORKER = this_process()
 
 
 @dataclass
@@ -77,10 +73,12 @@ def run_study(cfg: DictConfig, overrides: list[str], progress: bool | None = Non
     with study_lock(url, spec.name):  # one creator of tables, study and parent run
         storage = open_storage(url, spec.heartbeat_seconds, spec.grace_seconds, LostTrial(client))
         study = open_study(cfg, space, storage, url)
+        kill_point("study:opened")
         parent = parent_run(client, study, cfg)
-        close_orphan_runs(study, client)
+        experiment = client.get_run(parent).info.experiment_id
+        recover(study, client)
+        close_orphan_runs(study, client, experiment)
     base = [o for o in overrides if override_key(o) not in space]
-    experiment = client.get_run(parent).info.experiment_id
     worker = Worker(
         study, storage, url, client, experiment, parent, space, base, spec.heartbeat_seconds
     )
@@ -103,7 +101,9 @@ def run_study(cfg: DictConfig, overrides: list[str], progress: bool | None = Non
         bar.close()
     for code in join_helpers(helpers, interrupted=False):
         print(f"warning: a helper worker exited with code {code}", file=sys.stderr)
-    finish_parent(client, parent, study)
+    with study_lock(url, spec.name):  # finishing workers would race on the same tags
+        close_orphan_runs(study, client, experiment)
+        finish_parent(client, parent, study)
     return StudyResult(study, url, parent, wanted, experiment)
 
 
@@ -123,31 +123,41 @@ def _work(worker: Worker, wanted: int, bar: tqdm) -> None:
     while True:
         raise_if_interrupted()
         tracking.check_reachable(worker.client.tracking_uri)
-        trial = _claim(worker, wanted)
-        if trial is not None:
-            bar.write(_run_trial(worker, trial))
+        claimed = _claim(worker, wanted)
+        if claimed is not None:
+            bar.write(_run_trial(worker, *claimed))
             sys.stdout.flush()
         done = finished(worker.study)
         bar.update(min(done, wanted) - bar.n)
-        if trial is None:
+        if claimed is None:
             if done >= wanted:
                 return
             time.sleep(min(worker.heartbeat_seconds, IDLE_POLL_SECONDS))
 
 
-def _claim(worker: Worker, wanted: int) -> optuna.Trial | None:
-    """A new trial when finished and running ones leave room for it (atomic across workers)."""
+def _claim(worker: Worker, wanted: int) -> tuple[optuna.Trial, dict[str, Any]] | None:
+    """A new trial, with its parameters, when finished and running ones leave room for it.
+
+    One step under the study lock: recover dead workers' trials, count, ask, suggest, record a
+    first heartbeat, and tag the trial with this worker last. Whoever takes the lock next knows
+    a RUNNING trial without the tag lost its claimer, and one with it has params and a heartbeat
+    (so the dead-process and stale-heartbeat checks cover it)."""
     study = worker.study
     with study_lock(worker.url, study.study_name), heartbeat_warnings_off():
-        optuna.storages.fail_stale_trials(study)
-        fail_dead_local_trials(study, worker.client)
+        recover(study, worker.client)
         trials = study.get_trials(deepcopy=False)
         running = sum(t.state == TrialState.RUNNING for t in trials)
         if finished(study) + running >= wanted:
             return None
         trial = study.ask()
-        trial.set_user_attr("worker", WORKER)
-        return trial
+        kill_point("claim:asked")
+        params = suggest(trial, worker.space)
+        kill_point("claim:suggested")
+        worker.storage.record_heartbeat(trial._trial_id)
+        kill_point("claim:beating")
+        trial.set_user_attr(WORKER_TAG, this_process())
+        kill_point("claim:tagged")
+        return trial, params
 
 
 def objective_metric(cfg: DictConfig, stochastic: bool) -> str:
@@ -158,10 +168,11 @@ def objective_metric(cfg: DictConfig, stochastic: bool) -> str:
     return f"val_eval/{wanted}" if stochastic or wanted == "recon" else "val_eval/recon"
 
 
-def _run_trial(worker: Worker, trial: optuna.Trial) -> str:
-    """Run and tell one claimed trial; returns its one-line summary."""
+def _run_trial(worker: Worker, trial: optuna.Trial, params: dict[str, Any]) -> str:
+    """Run and tell one claimed trial; returns its one-line summary. The trial is told COMPLETE
+    before its MLflow run ends: a worker dying between the two loses no result (the run is
+    ended FINISHED by the next worker's orphan check)."""
     study, client = worker.study, worker.client
-    params = suggest(trial, worker.space)
     label = f"trial {trial.number} {' '.join(as_overrides(params))}"
     try:
         cfg = load_config(worker.base + as_overrides(params))
@@ -174,28 +185,38 @@ def _run_trial(worker: Worker, trial: optuna.Trial) -> str:
             heartbeat(worker.storage, trial._trial_id, worker.heartbeat_seconds),
             tracking.tracked_run(client, worker.experiment, name, tags, worker.parent) as run_id,
         ):
+            kill_point("trial:run-created")
             trial.set_user_attr("mlflow_run_id", run_id)
             metric = "val/neg_elbo" if stochastic else "val/recon"
             on_epoch = _pruning(trial, metric, cfg.trainer.epochs)
             metrics = run_job(cfg, client, run_id, progress=False, on_epoch=on_epoch, validate=True)
+            kill_point("trial:evaluated")
+            with deferred():
+                for key, value in metrics.items():
+                    trial.set_user_attr(key, value)
+                study.tell(trial, metrics[objective])
+            kill_point("trial:told")
     except Pruned as e:
         trial.set_user_attr("pruned", str(e))
         study.tell(trial, state=TrialState.PRUNED)
         return f"{label}: PRUNED ({e})"
     except KeyboardInterrupt:
-        fail_trial(study, trial, "interrupted", retry=True)
+        if not _told(study, trial):
+            fail_trial(study, trial, "interrupted", retry=True)
         raise
     except Exception as e:
         reason = str(e) if isinstance(e, BenchError) else f"{type(e).__name__}: {e}"
+        if _told(study, trial):  # ending its MLflow run failed: the orphan check ends it later
+            return f"{label}: COMPLETE (its MLflow run not yet ended: {reason})"
         # MLflow failing (server gone past its retries) is not the trial's fault: run it again
         fail_trial(study, trial, reason, retry=isinstance(e, MlflowException))
         return f"{label}: FAIL ({reason})"
-    with deferred():
-        for name, value in metrics.items():
-            trial.set_user_attr(name, value)
-        study.tell(trial, metrics[objective])
     shown = ", ".join(f"{k}={metrics[k]:.2f}" for k in (objective, "test/nll") if k in metrics)
     return f"{label}: COMPLETE {shown}"
+
+
+def _told(study: optuna.Study, trial: optuna.Trial) -> bool:
+    return study._storage.get_trial(trial._trial_id).state != TrialState.RUNNING
 
 
 def _pruning(

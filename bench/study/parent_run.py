@@ -10,6 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
 from bench import tracking
+from bench.faults import kill_point
 from bench.study.space import as_overrides
 
 
@@ -24,11 +25,34 @@ def parent_run(client: MlflowClient, study: optuna.Study, cfg: DictConfig) -> st
         except MlflowException:
             pass
     experiment = tracking.experiment_id(client, cfg.experiment)
-    tags = tracking.environment_tags() | {"study": study.study_name, "study_parent": "true"}
-    run_id = client.create_run(experiment, run_name=study.study_name, tags=tags).info.run_id
-    tracking.log_params(client, run_id, tracking.flatten(OmegaConf.to_container(cfg, resolve=True)))
+    params = tracking.flatten(OmegaConf.to_container(cfg, resolve=True))
+    run_id = _unrecorded_parent(client, experiment, study.study_name)
+    if run_id is None:
+        tags = tracking.environment_tags() | {"study": study.study_name, "study_parent": "true"}
+        run_id = client.create_run(experiment, run_name=study.study_name, tags=tags).info.run_id
+        kill_point("parent:created")
+        tracking.log_params(client, run_id, params)
+    else:
+        try:  # its creator may have died before logging them all
+            tracking.log_params(client, run_id, params)
+        except MlflowException:
+            pass  # logged by its creator, with another value of a how-it-runs key
     study.set_user_attr("mlflow_parent_run_id", run_id)
     return run_id
+
+
+def _unrecorded_parent(client: MlflowClient, experiment: str, study: str) -> str | None:
+    """The parent run a worker created and died before recording in the study."""
+    name = study.replace("'", "")
+    found = client.search_runs(
+        [experiment],
+        filter_string=f"tags.study = '{name}' AND tags.study_parent = 'true'",
+        max_results=1,
+    )
+    if not found:
+        return None
+    client.update_run(found[0].info.run_id, status="RUNNING")
+    return found[0].info.run_id
 
 
 def finish_parent(client: MlflowClient, parent: str, study: optuna.Study) -> None:
@@ -51,4 +75,5 @@ def finish_parent(client: MlflowClient, parent: str, study: optuna.Study) -> Non
         client.set_tag(parent, "best_objective", best.user_attrs.get("objective", ""))
         client.set_tag(parent, "best_run_id", best.user_attrs.get("mlflow_run_id", ""))
     tracking.log_metrics(client, parent, summary)
+    kill_point("parent:finishing")
     client.set_terminated(parent, RunStatus.to_string(RunStatus.FINISHED))

@@ -5,30 +5,20 @@ exactly its target (Optuna's MaxTrialsCallback can overshoot by workers - 1). Po
 any server database) gets an advisory lock; SQLite, which lives on one machine, a file lock.
 """
 
-import fcntl
 import hashlib
 import threading
 import warnings
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from functools import lru_cache
 
 import optuna
 import sqlalchemy
-from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages import RDBStorage
 
-from bench.errors import BenchError
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-    RETRY = RetryHeartbeatStaleTrialCallback()
-
-
-def safe_url(url: str) -> str:
-    try:
-        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return url.split("@")[-1]
+from bench.errors import BenchError, first_line
+from bench.file_lock import file_lock
+from bench.redaction import redact
 
 
 def open_storage(
@@ -45,8 +35,8 @@ def open_storage(
                 heartbeat_stale_trial_callback=on_stale,
             )
     except Exception as e:
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise BenchError(f"cannot open Optuna storage {safe_url(url)}: {reason}") from None
+        reason = first_line(e)
+        raise BenchError(f"cannot open Optuna storage {redact(url)}: {reason}") from None
 
 
 @contextmanager
@@ -61,13 +51,14 @@ def heartbeat_warnings_off() -> Iterator[None]:
 @contextmanager
 def study_lock(url: str, study: str) -> Iterator[None]:
     if url.startswith("sqlite:///"):
-        path = url.removeprefix("sqlite:///") + ".lock"
+        path = url.removeprefix("sqlite:///")
+        held = ExitStack()
         try:
-            handle = open(path, "a")  # noqa: SIM115  (closed by the with below)
+            held.enter_context(file_lock(path))
         except OSError as e:
-            raise BenchError(f"cannot open Optuna storage {url}: {e.strerror} ({path})") from None
-        with handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+            reason = f"{e.strerror} ({path}.lock)"
+            raise BenchError(f"cannot open Optuna storage {url}: {reason}") from None
+        with held:
             yield
         return
     key = int.from_bytes(hashlib.sha256(study.encode()).digest()[:8], "big", signed=True)
@@ -83,11 +74,11 @@ def _connect(url: str) -> sqlalchemy.Connection:
     try:
         connection = _engine(url).connect()
     except Exception as e:
-        reason = (str(getattr(e, "orig", None) or e).strip().splitlines() or [type(e).__name__])[0]
-        raise BenchError(f"cannot open Optuna storage {safe_url(url)}: {reason}") from None
+        reason = first_line(getattr(e, "orig", None) or e)
+        raise BenchError(f"cannot open Optuna storage {redact(url)}: {reason}") from None
     if connection.dialect.name != "postgresql":
         connection.close()
-        raise BenchError(f"studies need PostgreSQL or SQLite storage, not {safe_url(url)}")
+        raise BenchError(f"studies need PostgreSQL or SQLite storage, not {redact(url)}")
     return connection
 
 

@@ -16,6 +16,7 @@ class LinearGaussian:
 
     name = "linear"
     n_classes = 1
+    labelled = False  # one class: nothing for a conditional model to condition on
 
     @cached_property
     def covariance(self) -> torch.Tensor:

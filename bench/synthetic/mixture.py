@@ -14,6 +14,7 @@ class BernoulliMixture:
     probs: torch.Tensor  # (K, D) float64, strictly inside (0, 1)
 
     name = "mixture"
+    labelled = True  # an image's label is the component that drew it
 
     @property
     def n_classes(self) -> int:
