@@ -232,6 +232,7 @@ ENTRY_POINTS = [
     (["bench.report", "study=smoke", "tracking_uri=sqlite:///none.db"], 2, "error: no study named"),
     (["bench.perf", "--help"], 0, "usage: python -m bench.perf "),
     (["bench.perf.trials", "--help"], 0, "usage: python -m bench.perf.trials "),
+    (["bench.perf.soak", "--help"], 0, "usage: python -m bench.perf.soak "),
     (["bench.report.pruning", "--help"], 0, "usage: python -m bench.report.pruning "),
 ]
 

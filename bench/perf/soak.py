@@ -194,7 +194,10 @@ def report(args: argparse.Namespace, result: Audit, counts: dict, wall: float) -
         f"z_dim grid{', ' + ' '.join(args.overrides) if args.overrides else ''}) on one study in "
         f"{storage}, one SQLite MLflow store created by the workers themselves. A random live "
         "worker SIGKILLed every 3-7 s and a fresh one started in its place; then the workers "
-        "left finish and one more is started at the end.",
+        "left finish and one more is started at the end. What a killed worker was doing is the "
+        "last named point it passed (`bench.faults`). The moments too brief for a random kill "
+        "to land in often (claiming a trial, recording it, updating the parent run) are killed "
+        "point by point in `tests/test_kill_points.py`.",
         "",
         "| | |",
         "|---|---|",
