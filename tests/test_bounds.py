@@ -181,3 +181,16 @@ def test_auto_gap_examples_never_cost_more_decoder_passes_than_the_iw_bound(n_te
     cost = lambda examples: examples * (search.max_cycles * cycle + k)  # noqa: E731
     assert 1 <= n <= min(n_test, 1000) and cost(n) <= n_test * k
     assert n == min(n_test, 1000) or cost(n + 1) > n_test * k  # the most that fit
+
+
+def test_a_chunk_the_device_cannot_hold_is_one_line_naming_the_setting(setup, monkeypatch):
+    from bench.errors import BenchError
+    from bench.estimators import iw
+
+    def out_of_memory(*args):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 3.1 TiB")
+
+    monkeypatch.setattr(iw, "log_weights", out_of_memory)
+    model, x, _, _, _ = setup
+    with pytest.raises(BenchError, match=r"eval.rows_per_chunk=4096 rows .* do not fit"):
+        iw_terms(model, x, None, k=100, rows_per_chunk=4096)

@@ -4,6 +4,7 @@ import math
 
 import torch
 
+from bench.errors import BenchError
 from bench.signals import raise_if_interrupted
 from models.base import LOG_2PI, LatentModel, kl_normal, log_normal_std
 
@@ -57,7 +58,7 @@ def iw_terms(
         for done in range(0, k, samples):
             raise_if_interrupted()
             n = min(samples, k - done)
-            lw, log_px_z = log_weights(model, x[rows], yb, q, n)
+            lw, log_px_z = _fitting(log_weights, rows_per_chunk, model, x[rows], yb, q, n)
             lw = lw.double()
             at_k += [
                 torch.logaddexp(running, torch.logsumexp(lw[: size - done], 0)) - math.log(size)
@@ -73,6 +74,17 @@ def iw_terms(
     terms |= {name: torch.cat(out[name]) for name in ("recon", "kl")}
     terms["log_px"] = terms["log_px_at_k"][-1]
     return terms
+
+
+def _fitting(compute, rows_per_chunk: int, *args):
+    """`compute(*args)`; a chunk the device's memory cannot hold is one line saying so."""
+    try:
+        return compute(*args)
+    except torch.OutOfMemoryError:
+        raise BenchError(
+            f"the IW bound's chunks of eval.rows_per_chunk={rows_per_chunk} rows (k samples x "
+            "examples) do not fit in the device's memory: set a smaller eval.rows_per_chunk"
+        ) from None
 
 
 def rows_per_chunk(setting: int | str, device: torch.device) -> int:
