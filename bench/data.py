@@ -12,7 +12,6 @@ binary levels (L = 2, binarization is the identity) or continuous floats (used a
 
 import gzip
 import hashlib
-import importlib.util
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -229,11 +228,9 @@ def _digits(cfg: Any):
 
 
 def digits_file() -> Path:
-    """scikit-learn's bundled 8x8 digits, found without importing scikit-learn (1 s of scipy)."""
-    spec = importlib.util.find_spec("sklearn")
-    if spec is None or not spec.submodule_search_locations:
-        raise BenchError("data=digits needs scikit-learn's digits: pip install scikit-learn")
-    return Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "digits.csv.gz"
+    """The 8x8 digits bundled with vae-bench: scikit-learn's copy, byte for byte
+    (bench/datasets/README.md)."""
+    return Path(__file__).resolve().parent / "datasets" / "digits.csv.gz"
 
 
 def _torchvision(cfg: Any):

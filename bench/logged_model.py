@@ -10,14 +10,16 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import mlflow
 import mlflow.pytorch
+import numpy as np
 import torch
-from mlflow.models import infer_signature
+from mlflow.models.signature import ModelSignature
 from mlflow.tracking import MlflowClient
+from mlflow.types.schema import Schema, TensorSpec
 
 import models
 from bench.data import Dataset
@@ -35,7 +37,7 @@ def log_model(
     model = copy.deepcopy(model).cpu().eval()
     example = serving_input(model, data)
     with torch.no_grad():
-        signature = infer_signature(example.numpy(), model(example).numpy())
+        signature = tensor_signature(example.numpy(), model(example).numpy())
     with fluent_store(client, run_id), _quiet("mlflow.pytorch"):  # its warning on pickle
         info = mlflow.pytorch.log_model(
             model,
@@ -45,10 +47,28 @@ def log_model(
             signature=signature,
             input_example=example.numpy(),
             code_paths=[str(Path(models.__file__).parent)],
-            pip_requirements=[f"torch=={version('torch')}", f"mlflow=={version('mlflow')}"],
+            pip_requirements=[f"torch=={version('torch')}", mlflow_requirement()],
             serialization_format="pickle",  # the module itself; pt2 would keep forward only
         )
     return info.model_uri
+
+
+def mlflow_requirement() -> str:
+    """The MLflow distribution this process runs: the full package, or mlflow-skinny on a
+    worker installed from the wheelhouse."""
+    for name in ("mlflow", "mlflow-skinny"):
+        try:
+            return f"{name}=={version(name)}"
+        except PackageNotFoundError:
+            continue
+    return f"mlflow=={mlflow.__version__}"
+
+
+def tensor_signature(inputs: np.ndarray, outputs: np.ndarray) -> ModelSignature:
+    """What mlflow.models.infer_signature gives for 2-D arrays, built without it: its schema
+    inference imports SciPy, which a worker installed from the wheelhouse does not have."""
+    spec = lambda a: Schema([TensorSpec(a.dtype, (-1, a.shape[1]))])  # noqa: E731
+    return ModelSignature(inputs=spec(inputs), outputs=spec(outputs))
 
 
 def load_model(

@@ -14,6 +14,7 @@ dependency graph is read from what is installed. On the node, offline:
 
 import argparse
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -140,6 +141,7 @@ def build(args: argparse.Namespace) -> None:
             for name, version in pins.items()
         }
         how = {name: job.result() for name, job in jobs.items()}
+    shutil.rmtree(ROOT / "build", ignore_errors=True)  # setuptools would pack stale files
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(out), str(ROOT)],
         check=True,

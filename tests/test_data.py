@@ -1,6 +1,7 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -166,3 +167,13 @@ def test_digits_are_scikit_learns_digits():
     }
     assert {(tuple(x.tolist()), int(y)) for x, y in zip(ours, labels, strict=True)} == theirs
     assert len(ours) == len(bunch.data)
+
+
+def test_the_bundled_digits_are_scikit_learns_file_byte_for_byte():
+    """Same bytes, same sha256: runs and studies made with scikit-learn's copy stay comparable."""
+    import sklearn
+
+    from bench.data import digits_file
+
+    theirs = Path(sklearn.__file__).parent / "datasets" / "data" / "digits.csv.gz"
+    assert digits_file().read_bytes() == theirs.read_bytes()
