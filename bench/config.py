@@ -11,15 +11,13 @@ from omegaconf.errors import OmegaConfBaseException
 from bench.errors import BenchError
 from bench.precision import PRECISIONS
 from bench.schedules import LR_SCHEDULES
-from bench.synthetic.linear import LinearGaussian
-from bench.synthetic.mixture import BernoulliMixture
+from bench.synthetic.families import FAMILIES
 from models import variant, variant_names
 from models.nets import ACTIVATION_NAMES
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 SAMPLERS = ("grid", "tpe", "random")
 COMPILE_SETTINGS = ("auto", "none", "default", "reduce-overhead", "max-autotune")
-FAMILIES = {family.name: family for family in (BernoulliMixture, LinearGaussian)}
 # config group -> what it is
 GROUPS = {"model": "model", "data": "dataset", "study": "study", "recipe": "recipe"}
 

@@ -25,7 +25,7 @@ from bench.errors import BenchError
 from bench.idx import read_split
 
 if TYPE_CHECKING:
-    from bench.synthetic.load import Density
+    from bench.synthetic.families import Density
 
 BINARIZE = ("dynamic", "static", "none")
 IDX_FILES = (

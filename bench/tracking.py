@@ -192,6 +192,12 @@ def _unique_race(error: Exception) -> bool:
     return isinstance(error, MlflowException) and "unique" in str(error).lower()
 
 
+def tag_filter(tags: Mapping[str, str]) -> str:
+    """An MLflow search filter for the runs that carry these tag values (a quote is left out of
+    a value: MLflow's filter strings have no escape for it)."""
+    return " AND ".join(f"tags.{k} = '{str(v).replace(chr(39), '')}'" for k, v in tags.items())
+
+
 def set_tags(client: MlflowClient, run_id: str, tags: Mapping[str, str]) -> None:
     with deferred():
         client.log_batch(run_id, tags=[RunTag(k, redact(str(v))) for k, v in tags.items()])

@@ -90,8 +90,10 @@ class Workers:
 
     def start(self) -> None:
         self.started += 1
-        log = open(self.folder / f"worker-{self.started}.log", "w")  # noqa: SIM115
-        proc = subprocess.Popen(self.command, cwd=self.folder, env=self.env, stdout=log, stderr=log)
+        with open(self.folder / f"worker-{self.started}.log", "w") as log:  # the child keeps it
+            proc = subprocess.Popen(
+                self.command, cwd=self.folder, env=self.env, stdout=log, stderr=log
+            )
         self.live[proc.pid] = (proc, time.monotonic())
 
     def reap(self) -> None:

@@ -10,6 +10,7 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from bench.study.loop import finished
+from bench.tracking import tag_filter
 
 
 @dataclass
@@ -31,7 +32,7 @@ def audit(storage: str, tracking_uri: str, study_name: str, target: int, param: 
     client = MlflowClient(tracking_uri)
     runs = client.search_runs(
         [e.experiment_id for e in client.search_experiments()],
-        filter_string=f"tags.study = '{study_name}'",
+        filter_string=tag_filter({"study": study_name}),
         max_results=10_000,
     )
     parents = [r for r in runs if r.data.tags.get("study_parent") == "true"]

@@ -43,12 +43,8 @@ def parent_run(client: MlflowClient, study: optuna.Study, cfg: DictConfig) -> st
 
 def _unrecorded_parent(client: MlflowClient, experiment: str, study: str) -> str | None:
     """The parent run a worker created and died before recording in the study."""
-    name = study.replace("'", "")
-    found = client.search_runs(
-        [experiment],
-        filter_string=f"tags.study = '{name}' AND tags.study_parent = 'true'",
-        max_results=1,
-    )
+    tags = {"study": study, "study_parent": "true"}
+    found = client.search_runs([experiment], tracking.tag_filter(tags), max_results=1)
     if not found:
         return None
     client.update_run(found[0].info.run_id, status="RUNNING")

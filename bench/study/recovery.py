@@ -27,6 +27,7 @@ from bench.processes import gone
 from bench.redaction import redact
 from bench.signals import deferred
 from bench.study.storage import heartbeat_warnings_off
+from bench.tracking import tag_filter
 
 WORKER_TAG = "worker"  # the trial's user attribute naming its worker (host:pid); set last
 RUN_END = {  # the MLflow status a run gets when its trial ended this way and the run did not
@@ -116,13 +117,9 @@ def close_orphan_runs(study: optuna.Study, client: MlflowClient, experiment: str
     """MLflow runs of this study left RUNNING by a trial that has ended (its worker died before
     ending the run, or tracking was down then): ended as their trial did."""
     trials = {str(t.number): t for t in study.get_trials(deepcopy=False)}
-    name = study.study_name.replace("'", "")
+    running = tag_filter({"study": study.study_name}) + " AND attributes.status = 'RUNNING'"
     try:
-        runs = client.search_runs(
-            [experiment],
-            filter_string=f"tags.study = '{name}' AND attributes.status = 'RUNNING'",
-            max_results=10_000,
-        )
+        runs = client.search_runs([experiment], running, max_results=10_000)
     except MlflowException:
         return
     for run in runs:

@@ -14,12 +14,11 @@ from omegaconf import OmegaConf
 
 from bench.config import group_options
 from bench.errors import BenchError
-from bench.synthetic.linear import LinearGaussian, fit_linear
-from bench.synthetic.mixture import BernoulliMixture, fit_mixture
+from bench.synthetic.families import FAMILIES, Density
+from bench.synthetic.linear import fit_linear
+from bench.synthetic.mixture import fit_mixture
 
 FIT_VERSION = 1  # bump when a fit changes: cached fits of older versions are not reused
-Density = BernoulliMixture | LinearGaussian
-FAMILIES: dict[str, type] = {"mixture": BernoulliMixture, "linear": LinearGaussian}
 STREAMS = {"train": 11, "val": 12, "test": 13}
 
 
