@@ -233,11 +233,18 @@ def ui_links(uri: str, experiment_id: str, run_id: str | None = None) -> list[st
 TRAINING_VIEW = "workflowType=machine_learning"
 
 
+SKINNY = {"mlflow": "mlflow-skinny"}  # what a worker installed from the wheelhouse has
+
+
 def package_version(package: str) -> str:
-    try:
-        return version(package)
-    except PackageNotFoundError:
-        return "not installed"
+    for name in (package, SKINNY.get(package)):
+        try:
+            found = version(name) if name else None
+        except PackageNotFoundError:
+            continue
+        if found:
+            return found if name == package else f"{found} ({name})"
+    return "not installed"
 
 
 def _git_commit() -> str | None:

@@ -6,10 +6,14 @@ reachable: the exact versions of constraints.txt, less torch, torchvision and wh
 (the node's own build stays untouched), plus pytest for the GPU check, and vae-bench's own
 wheel. A package published only as an sdist (antlr4-python3-runtime, for hydra-core) is built
 into a wheel. MLflow comes as mlflow-skinny with SQLAlchemy and Alembic (a worker logs to a
-store, it serves no UI), unless --full-mlflow. Run it in an environment made by install.sh: the
-dependency graph is read from what is installed. On the node, offline:
+store, it serves no UI), unless --full-mlflow. --node-has NAME... leaves out what the node's
+environment already has (pandas, matplotlib on an NGC image): pip on the node then checks its
+versions against vae-bench's ranges. Run it in an environment made by install.sh: the
+dependency graph is read from what is installed. On the node, offline (pip keeps the node's
+torch and every package of it in range, and installs the rest from DIR):
 
-    pip install --no-index --no-deps DIR/*.whl
+    pip install --no-index --find-links DIR -r DIR/requirements.txt
+    pip install --no-index --no-deps DIR/vae_bench-*.whl
 """
 
 import argparse
@@ -31,7 +35,7 @@ from bench.errors import BenchError
 ROOT = Path(__file__).resolve().parents[1]
 CONSTRAINTS = ROOT / "constraints.txt"
 NODE_HAS = ("torch", "torchvision")  # with everything they require
-SKINNY = ("mlflow-skinny", "sqlalchemy", "alembic")  # instead of mlflow's server and UI
+STORE = ("sqlalchemy", "alembic")  # with mlflow-skinny, instead of mlflow's server and UI
 EXTRA = ("pytest",)  # the GPU check runs pytest -m cuda
 
 
@@ -64,6 +68,20 @@ def closure(roots: list[str], environment: dict[str, str]) -> set[str]:
     return found
 
 
+def requirements(full_mlflow: bool) -> list[str]:
+    """What the node installs from the wheelhouse, as ranges (the node's own versions stay where
+    they fit): vae-bench's requirements, mlflow-skinny with MLflow's ranges for its store (unless
+    full_mlflow), and pytest. vae-bench itself then goes in with --no-deps: its metadata names
+    the full mlflow."""
+    harness = [r for r in requires("vae-bench") or [] if "extra ==" not in r]
+    if full_mlflow:
+        return [*harness, *EXTRA]
+    mlflow = next(Requirement(r) for r in harness if normalized(Requirement(r).name) == "mlflow")
+    store = [r for r in requires("mlflow") or [] if normalized(Requirement(r).name) in STORE]
+    harness = [r for r in harness if normalized(Requirement(r).name) != "mlflow"]
+    return [*harness, f"mlflow-skinny{mlflow.specifier}", *store, *EXTRA]
+
+
 def wanted(python: str, full_mlflow: bool) -> dict[str, str]:
     """name -> pinned version of every distribution the node needs."""
     pins = dict(line.split("==") for line in _pinned_lines())
@@ -71,15 +89,17 @@ def wanted(python: str, full_mlflow: bool) -> dict[str, str]:
         "python_version": python,
         "python_full_version": f"{python}.0",
     }
-    harness = [r for r in requires("vae-bench") or [] if "extra ==" not in r]
-    if not full_mlflow:
-        harness = [r for r in harness if normalized(Requirement(r).name) != "mlflow"]
-        harness += SKINNY
-    names = closure([*harness, *EXTRA], environment) - closure(list(NODE_HAS), environment)
+    names = closure(requirements(full_mlflow), environment) - closure(list(NODE_HAS), environment)
     missing = sorted(names - set(pins))
     if missing:
         raise BenchError(f"not pinned in {CONSTRAINTS.name}: {', '.join(missing)}")
     return {name: pins[name] for name in sorted(names)}
+
+
+def leave_out(pins: dict[str, str], node_has: list[str]) -> tuple[dict[str, str], list[str]]:
+    """The pins less what the node has, and which of them were left out."""
+    gone = sorted(set(pins) & {normalized(n) for n in node_has})
+    return {name: version for name, version in pins.items() if name not in gone}, gone
 
 
 def _pinned_lines() -> list[str]:
@@ -134,7 +154,7 @@ def download(name: str, version: str, out: Path, python: str, platform: str) -> 
 def build(args: argparse.Namespace) -> None:
     out = Path(args.dir)
     out.mkdir(parents=True, exist_ok=True)
-    pins = wanted(args.python, args.full_mlflow)
+    pins, left_out = leave_out(wanted(args.python, args.full_mlflow), args.node_has)
     with ThreadPoolExecutor(max_workers=8) as pool:
         jobs = {
             name: pool.submit(download, name, version, out, args.python, args.platform)
@@ -147,6 +167,7 @@ def build(args: argparse.Namespace) -> None:
         check=True,
         capture_output=True,
     )
+    (out / "requirements.txt").write_text("\n".join(requirements(args.full_mlflow)) + "\n")
     wheels = sorted(out.glob("*.whl"))
     total = sum(w.stat().st_size for w in wheels)
     for wheel in wheels:
@@ -156,7 +177,13 @@ def build(args: argparse.Namespace) -> None:
         f"{len(wheels)} wheels, {total / 2**20:.1f} MB in {out}"
         + (f" (built from sdists: {', '.join(built)})" if built else "")
     )
-    print(f"install on the node, offline: pip install --no-index --no-deps {out}/*.whl")
+    if left_out:
+        print(f"left out, the node has them: {', '.join(left_out)}")
+    print(
+        "install on the node, offline:\n"
+        f"  pip install --no-index --find-links {out} -r {out}/requirements.txt\n"
+        f"  pip install --no-index --no-deps {out}/vae_bench-*.whl"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -167,6 +194,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--python", default="3.12", help="the node's Python, e.g. 3.12")
     parser.add_argument("--platform", default="manylinux_2_28_x86_64")
     parser.add_argument("--full-mlflow", action="store_true", help="mlflow with its server and UI")
+    parser.add_argument(
+        "--node-has", nargs="*", default=[], metavar="NAME", help="distributions left out"
+    )
     return run_parsed(parser, argv, build)
 
 

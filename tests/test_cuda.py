@@ -109,14 +109,20 @@ def test_four_local_workers_share_one_gpu_and_finish(tmp_path):
 
 
 def test_an_iw_chunk_too_large_for_the_gpu_is_one_error_line(tmp_path):
+    """Sized from this GPU's memory: the chunk's first hidden layer alone needs twice of it (an
+    H200 held k=100,000 on the digits)."""
+    cfg = config()
+    memory = torch.cuda.get_device_properties(0).total_memory
+    rows = 2 * memory // (4 * cfg.model.h_dim)
+    k = -(-rows // cfg.data.test_size)
     args = [
         sys.executable,
         "-m",
         "bench.run",
         "trainer.device=cuda",
         "trainer.epochs=1",
-        "eval.k=100000",
-        "eval.rows_per_chunk=1000000000",
+        f"eval.k={k}",
+        f"eval.rows_per_chunk={k * cfg.data.test_size}",
         f"tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
     ]
     done = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=600)

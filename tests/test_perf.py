@@ -1,8 +1,11 @@
 """The benchmark: its reference loop optimizes the harness objective; it writes its table."""
 
+from argparse import Namespace
+
 import torch
 
-from bench.perf.loop import main
+from bench.perf.blocks import read_block, write_block
+from bench.perf.loop import main, trials_block
 from bench.perf.reference import ReferenceVAE, reference_loss
 from bench.perf.trials import main as trials_main
 from bench.precision import native_bf16
@@ -28,20 +31,36 @@ def test_reference_loss_is_the_harness_vae_objective():
     assert torch.allclose(parts.objective.sum(), expected, rtol=1e-5)
 
 
-def test_benchmark_writes_its_results(tmp_path):
+def test_benchmark_writes_its_results_in_its_device_block(tmp_path):
     write_mnist_like(tmp_path / "MNIST" / "raw", n_train=300, n_test=50)
     out = tmp_path / "RESULTS.md"
+    write_block(out, "cuda", "## On the GPU: rows from a GPU node", "# title")
     root = ["--data", "mnist", "--root", str(tmp_path), "data.val_size=100"]
     args = [*root, "--epochs", "2", "--seeds", "0", "1", "--k", "5", "--out", str(out)]
-    assert main([*args, "--delta-data", "digits"]) == 0
-    text = out.read_text()
+    assert main([*args, "--device", "cpu", "--delta-data", "digits"]) == 0
+    assert read_block(out, "cuda") == "## On the GPU: rows from a GPU node"  # kept
+    text = read_block(out, "cpu")
+    assert text.startswith("## On the CPU: ")
     for row in ("reference", "harness fp32", "harness fp32 compiled", "IW bound, k=5, fp32"):
         assert f"| {row} |" in text
     bf16 = ("| harness bf16 |", "| IW bound, k=5, bf16 compiled |")
     assert all(row in text for row in bf16) == native_bf16(torch.device("cpu"))
     assert "loss epoch 2" in text and "Epoch-2 loss minus the reference's" in text
-    assert "### The same on digits" in text and "| `aten::" in text
-    assert "avx512_bf16" in text.split("\n")[3]
+    assert "#### The same on digits" in text and "| `aten::" in text
+    assert "avx512_bf16" in text.splitlines()[3]
+    assert main([*args, "--device", "cpu", "--delta-data", ""]) == 0  # rewritten, not appended
+    assert out.read_text().count("<!-- bench.perf: cpu -->") == 1
+    assert "#### The same on digits" not in read_block(out, "cpu")
+
+
+def test_a_block_is_replaced_in_place_and_a_new_one_appended(tmp_path):
+    out = tmp_path / "R.md"
+    write_block(out, "cpu", "first", "# T")
+    write_block(out, "cuda", "gpu", "# T")
+    write_block(out, "cpu", "second $1 \\1", "# T")  # no regex escapes applied to the body
+    text = out.read_text()
+    assert text.startswith("# T\n") and text.index("second") < text.index("gpu")
+    assert read_block(out, "cpu") == "second $1 \\1" and "first" not in text
 
 
 def test_trials_benchmark_runs_the_study_with_one_and_with_two_workers(tmp_path, capsys):
@@ -55,5 +74,25 @@ def test_trials_benchmark_runs_the_study_with_one_and_with_two_workers(tmp_path,
     ]
     assert len(rows) == 2 and rows[0].startswith("| 1 | 1 |") and rows[0].endswith("| 1.00× |")
     assert "z_dim=[1,…,2]" in out.read_text()
-    assert trials_main(["--workers", "1"]) == 2
+    assert trials_main(["--workers", "4", "1"]) == 2
     assert "--workers must be >= 2" in capsys.readouterr().err
+
+
+def test_perf_writes_trials_per_hour_in_a_block_of_its_own(tmp_path, monkeypatch):
+    """Where the rows go and what they say; the studies themselves are timed by the test above."""
+    measured = []
+
+    def measure(workers, trials, repeats, overrides):
+        measured.append((workers, trials, overrides))
+        return {w: [(60.0 / w, min(w, trials))] for w in workers}
+
+    monkeypatch.setattr("bench.perf.loop.measure", measure)
+    out = tmp_path / "RESULTS.md"
+    write_block(out, "cpu", "## On the CPU: loop rows", "# title")
+    args = Namespace(trials=16, trials_workers=[4, 8], out=str(out), argv=["--trials-workers"])
+    trials_block(args, torch.device("cpu"))
+    assert measured == [([1, 4, 8], 16, ["trainer.device=cpu"])]
+    text = read_block(out, "cpu-trials")
+    assert text.startswith("### Trials per hour on this CPU")
+    assert "| 4 | 4 | 15.0 | 3840 | 4.00× |" in text and "| 8 | 8 | 7.5 | 7680 | 8.00× |" in text
+    assert read_block(out, "cpu") == "## On the CPU: loop rows"

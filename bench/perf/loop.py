@@ -17,10 +17,12 @@ from bench.cli import run_parsed
 from bench.config import load_config
 from bench.data import TORCHVISION_CLASSES, Dataset, load
 from bench.job import build_model
+from bench.perf.blocks import write_block
 from bench.perf.evaluator import evaluator_rows, modes
 from bench.perf.profile import epoch_profile
 from bench.perf.reference import reference_loader, reference_loop
-from bench.perf.results import results
+from bench.perf.results import TITLE, results
+from bench.perf.trials import measure, table
 from bench.train import pick_device, train
 
 HARNESS = {  # row: trainer settings
@@ -28,6 +30,8 @@ HARNESS = {  # row: trainer settings
     "harness fp32 compiled": {"precision": "fp32", "compile": "default"},
     "harness bf16": {"precision": "bf16", "compile": "none"},
     "harness bf16 compiled": {"precision": "bf16", "compile": "default"},
+    "harness fp32 CUDA graphs": {"precision": "fp32", "compile": "reduce-overhead"},
+    "harness bf16 CUDA graphs": {"precision": "bf16", "compile": "reduce-overhead"},
 }
 
 
@@ -45,10 +49,12 @@ class LoopRuns:
 
 def main_benchmark(args: argparse.Namespace) -> None:
     overrides = [f"data={args.data}", f"trainer.epochs={args.epochs}", *args.overrides]
-    cfg = load_config(overrides + ([f"data.root={args.root}"] if args.root else []))
+    overrides += [f"trainer.device={args.device}"]
+    overrides += [f"data.root={args.root}"] if args.root else []
+    cfg = load_config(overrides)
     device = pick_device(cfg.trainer.device)
     data = load(cfg.data, device)
-    loops = {n: s for n, s in HARNESS.items() if s["precision"] in _precisions(device)}
+    loops = {n: s for n, s in HARNESS.items() if _applies(s, device)}
     runs = {name: LoopRuns() for name in ["reference", *loops]}
     loader = reference_loader(cfg, data, device)
     with tempfile.TemporaryDirectory() as tmp:
@@ -66,13 +72,30 @@ def main_benchmark(args: argparse.Namespace) -> None:
     sections["profile"] = epoch_profile(
         build_model(cfg.model, data, 0).to(device), data, cfg.trainer
     )
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(results(args, data, runs, sections))
-    print(f"results: {args.out}")
+    write_block(Path(args.out), device.type, results(args, data, runs, sections), TITLE)
+    print(f"results: {args.out} ({device.type} block)")
+    if args.trials_workers:
+        trials_block(args, device)
 
 
-def _precisions(device) -> set[str]:
-    return {precision for precision, _ in modes(device).values()}
+def trials_block(args: argparse.Namespace, device, extra: tuple[str, ...] = ()) -> None:
+    """Trials/hour of the z_dim grid study with study.workers 1 and each of --trials-workers,
+    all on `device`, into its own block beside the loop's."""
+    on_device = [f"trainer.device={device.type}", *extra]
+    seconds = measure([1, *args.trials_workers], args.trials, 1, on_device)
+    command = f"python -m bench.perf {' '.join(args.argv)}"
+    rows = table(command, args.trials, 1, on_device, seconds, device)
+    where = "GPU" if device.type == "cuda" else "CPU"
+    body = [f"### Trials per hour on this {where}", "", *rows]
+    write_block(Path(args.out), f"{device.type}-trials", "\n".join(body), TITLE)
+    print(f"results: {args.out} ({device.type}-trials block)")
+
+
+def _applies(settings: dict, device) -> bool:
+    """bf16 where it is native; CUDA graphs on a GPU."""
+    precisions = {precision for precision, _ in modes(device).values()}
+    graphs = settings["compile"] == "reduce-overhead"
+    return settings["precision"] in precisions and (device.type == "cuda" or not graphs)
 
 
 def _harness_run(cfg, data: Dataset, seed: int, settings: dict, runs: LoopRuns):
@@ -109,6 +132,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--data", default="fashion-mnist", choices=sorted(TORCHVISION_CLASSES))
     parser.add_argument("--root", help="data.root for the dataset (default: the config's)")
+    parser.add_argument(
+        "--device", default="auto", choices=["auto", "cpu", "cuda"], help="trainer.device"
+    )
+    parser.add_argument(
+        "--trials-workers",
+        type=int,
+        nargs="*",
+        default=[],
+        help="also trials/hour of the z_dim grid study with study.workers 1 and each of these",
+    )
+    parser.add_argument("--trials", type=int, default=16, help="grid points of that study")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--k", type=int, nargs="+", default=[100, 1000])

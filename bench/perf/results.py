@@ -2,9 +2,11 @@
 
 import statistics
 
+import torch
+
 from bench.data import Dataset
 from bench.perf.machine import machine
-from bench.precision import native_bf16
+from bench.precision import cpuinfo, native_bf16
 
 SETUP = (
     "Network 784-400-20, Bernoulli decoder, batch 128, Adam 1e-3. Reference: pytorch/examples' "
@@ -16,10 +18,25 @@ SETUP = (
 )
 
 
+TITLE = (
+    "# Benchmark: training loop and evaluator\n\n"
+    "One block per device, each written by one run of `python -m bench.perf --device D` "
+    "(a run rewrites only its own block). Speeds compare only inside a block: same machine, "
+    "same run."
+)
+
+
+def device_heading(device) -> str:
+    if device.type == "cuda":
+        return f"## On the GPU: {torch.cuda.get_device_name(device)}"
+    return f"## On the CPU: {cpuinfo('model name') or 'unknown CPU'}"
+
+
 def results(args, data: Dataset, runs: dict, sections: dict) -> str:
+    """The device's block of benchmarks/RESULTS.md."""
     device = data.train.levels.device
     lines = [
-        "# Benchmark: training loop and evaluator",
+        device_heading(device),
         "",
         f"Command: `python -m bench.perf {' '.join(args.argv)}`".rstrip() + "  ",
         machine(device) + "  ",
@@ -35,7 +52,8 @@ def results(args, data: Dataset, runs: dict, sections: dict) -> str:
         lines += ["", *_delta(*sections["delta"])]
     lines += [
         "",
-        f"## Where one epoch goes (harness fp32, eager; {data.name}, epoch 2 of 2, torch.profiler)",
+        f"### Where one epoch goes (harness fp32, eager; {data.name}, epoch 2 of 2, "
+        "torch.profiler)",
         "",
         sections["profile"],
     ]
@@ -45,6 +63,8 @@ def results(args, data: Dataset, runs: dict, sections: dict) -> str:
 def _bf16_line(device) -> str:
     if native_bf16(device):
         return "bf16: native on this device (bf16 rows measured)."
+    if device.type == "cuda":
+        return "bf16: not native on this GPU: the bf16 rows are not applicable."
     return "bf16: not native here (no avx512_bf16 or AMX): the bf16 rows are not applicable."
 
 
@@ -52,7 +72,7 @@ def _training(args, data: Dataset, runs: dict) -> list[str]:
     epochs = range(args.epochs)
     speed = {name: _steady_speed(r, len(data.train)) for name, r in runs.items()}
     lines = [
-        "## Training",
+        "### Training",
         "",
         f"Samples/s: the median over seeds {list(args.seeds)} of each run's median epoch "
         f"(epochs 2-{args.epochs} when there are several: the first holds a compile). Loss: the "
@@ -87,7 +107,7 @@ def _steady_speed(runs, n_train: int) -> float:
 def _evaluator(data: Dataset, rows: list) -> list[str]:
     base = rows[0].seconds
     lines = [
-        "## Evaluator",
+        "### Evaluator",
         "",
         f"On the {len(data.test)} test images with the harness fp32 model of the last seed; "
         "logsumexp in float64. Seconds: the fastest of the rounds (the modes alternate). Δ nll: "
@@ -111,7 +131,7 @@ def _eval_row(row, base: float) -> str:
 
 def _delta(data: Dataset, epochs: int, rows: list) -> list[str]:
     return [
-        f"### The same on {data.name} ({len(data.test)} test images; vae trained {epochs} epochs)",
+        f"#### The same on {data.name} ({len(data.test)} test images; vae trained {epochs} epochs)",
         "",
         "| evaluation | seconds | warm-up s | nll | Δ nll |",
         "|---|---|---|---|---|",

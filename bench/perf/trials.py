@@ -65,49 +65,70 @@ def timed_study(workers: int, trials: int, overrides: list[str]) -> tuple[float,
     return seconds, workers_used
 
 
+def measure(
+    workers: list[int], trials: int, repeats: int, overrides: list[str]
+) -> dict[int, list[tuple[float, int]]]:
+    """Per worker count: (wall seconds, workers that took trials) of each repeat, the counts
+    alternated within each repeat."""
+    seconds: dict[int, list[tuple[float, int]]] = {w: [] for w in workers}
+    for _ in range(repeats):
+        for count in seconds:
+            seconds[count].append(timed_study(count, trials, overrides))
+    return seconds
+
+
 def run_benchmark(args: argparse.Namespace) -> None:
-    if args.workers < 2:
+    if min(args.workers) < 2:
         raise BenchError(f"--workers must be >= 2 to compare with one worker, got {args.workers}")
-    seconds: dict[int, list[tuple[float, int]]] = {1: [], args.workers: []}
-    for _ in range(args.repeats):
-        for workers in seconds:
-            seconds[workers].append(timed_study(workers, args.trials, args.overrides))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(results(args, seconds))
-    print(f"results: {args.out}")
-
-
-def results(args: argparse.Namespace, seconds: dict[int, list[tuple[float, int]]]) -> str:
-    device = pick_device("auto")
-    median = {w: statistics.median(s for s, _ in runs) for w, runs in seconds.items()}
-    used = {w: min(u for _, u in runs) for w, runs in seconds.items()}
+    seconds = measure([1, *args.workers], args.trials, args.repeats, args.overrides)
+    command = f"python -m bench.perf.trials {' '.join(args.argv)}"
     lines = [
         "# Benchmark: trials per hour, one worker against several on one machine",
         "",
-        f"Command: `python -m bench.perf.trials {' '.join(args.argv)}`".rstrip() + "  ",
+        *table(command, args.trials, args.repeats, args.overrides, seconds, pick_device("auto")),
+    ]
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text("\n".join(lines) + "\n")
+    print(f"results: {args.out}")
+
+
+def table(
+    command: str,
+    trials: int,
+    repeats: int,
+    overrides: list[str],
+    seconds: dict[int, list[tuple[float, int]]],
+    device,
+) -> list[str]:
+    median = {w: statistics.median(s for s, _ in runs) for w, runs in seconds.items()}
+    used = {w: min(u for _, u in runs) for w, runs in seconds.items()}
+    lines = [
+        f"Command: `{command.rstrip()}`  ",
         machine(device),
         "",
-        f"Study: `{' '.join([*STUDY_SHOWN, *args.overrides]).format(trials=args.trials)}`, "
+        f"Study: `{' '.join([*STUDY_SHOWN, *overrides]).format(trials=trials)}`, "
         "run end to end (start-up and report included), "
-        f"{args.repeats} time(s) for each worker count, alternating; median wall time.",
+        f"{repeats} time(s) for each worker count, alternating; median wall time.",
         "",
         "| workers | took trials | wall s | trials/hour | ratio |",
         "|---|---|---|---|---|",
     ]
     for workers, wall in median.items():
-        per_hour = args.trials / wall * 3600
-        ratio = median[1] / wall
+        per_hour = trials / wall * 3600
         lines.append(
-            f"| {workers} | {used[workers]} | {wall:.1f} | {per_hour:.0f} | {ratio:.2f}× |"
+            f"| {workers} | {used[workers]} | {wall:.1f} | {per_hour:.0f} | "
+            f"{median[1] / wall:.2f}× |"
         )
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.perf.trials", description=__doc__.splitlines()[0]
     )
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--workers", type=int, nargs="+", default=[2], help="worker counts against one worker"
+    )
     parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--out", default="benchmarks/TRIALS.md")
