@@ -10,9 +10,9 @@ from collections.abc import Callable
 def run_command(command: Callable[[], None]) -> int:
     """0 on success; 2 for bad input or a clear failure, 130 when interrupted, 1 otherwise."""
     from bench import signals
-    from bench.allocator import keep_freed_memory
     from bench.errors import BenchError, first_line
-    from bench.redaction import redact
+    from bench.runtime.allocator import keep_freed_memory
+    from bench.tracking.redaction import redact
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     signals.install()

@@ -5,13 +5,14 @@ from numbers import Real
 
 from hydra import compose, initialize_config_module
 from hydra.errors import HydraException, MissingConfigException
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from bench.data.files import dataset_name
+from bench.data.synthetic.families import FAMILIES
 from bench.errors import BenchError
-from bench.precision import PRECISIONS
-from bench.schedules import LR_SCHEDULES
-from bench.synthetic.families import FAMILIES
+from bench.runtime.precision import PRECISIONS
+from bench.training.schedules import LR_SCHEDULES
 from models import variant, variant_names
 from models.nets import ACTIVATION_NAMES
 
@@ -26,6 +27,11 @@ def group_options(group: str) -> list[str]:
     """The choices of a config group: its YAML files, less the shared ones named `_*`."""
     names = (p.name for p in (files("bench.conf") / group).iterdir())
     return sorted(n.removesuffix(".yaml") for n in names if n.endswith(".yaml") and n[0] != "_")
+
+
+OmegaConf.register_new_resolver(
+    "path_name", lambda path: "files" if path is None else dataset_name(path), replace=True
+)
 
 
 def load_config(overrides: list[str], config_name: str = "config") -> DictConfig:

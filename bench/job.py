@@ -1,6 +1,7 @@
 """One run: data, model, training, test evaluation, all of it logged to one MLflow run."""
 
 import copy
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -10,21 +11,25 @@ import torch
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
-from bench import images, signals, tracking
-from bench.checkpoint import Checkpointing
-from bench.data import Dataset, load
-from bench.dataset_inputs import dataset_inputs
-from bench.estimators.gaps import auto_examples
-from bench.estimators.iw import rows_per_chunk
-from bench.estimators.optimal_q import Search
-from bench.evaluate import EvalSettings, Evaluation, compile_pays, evaluate
-from bench.faults import kill_point
-from bench.logged_model import log_model
-from bench.per_example import PER_EXAMPLE, per_example_table
-from bench.redaction import redact
-from bench.synthetic.load import save as save_density
-from bench.train import EpochCallback, compile_mode, pick_device, steps, train
-from bench.weights import log_weights
+from bench import signals
+from bench.data.dataset import Dataset
+from bench.data.load import load
+from bench.data.synthetic.load import save as save_density
+from bench.errors import BenchError
+from bench.evaluation import images
+from bench.evaluation.estimators.gaps import auto_examples
+from bench.evaluation.estimators.iw import rows_per_chunk
+from bench.evaluation.estimators.optimal_q import Search
+from bench.evaluation.evaluator import EvalSettings, Evaluation, compile_pays, evaluate
+from bench.evaluation.per_example import PER_EXAMPLE, per_example_table
+from bench.runtime.faults import kill_point
+from bench.tracking import mlflow_runs
+from bench.tracking.dataset_inputs import dataset_inputs
+from bench.tracking.logged_model import log_model
+from bench.tracking.redaction import redact
+from bench.tracking.weights import log_weights
+from bench.training.checkpoint import Checkpointing
+from bench.training.loop import EpochCallback, compile_mode, pick_device, steps, train
 from models import build_likelihood, variant
 from models.base import LatentModel
 
@@ -44,6 +49,31 @@ def build_model(cfg: DictConfig, data: Dataset, seed: int) -> LatentModel:
     )
 
 
+def tag_safe(name: str) -> str:
+    """A file's name as an MLflow key may hold it (letters, digits, _ - . space)."""
+    return re.sub(r"[^\w\-. ]", "_", name).strip(". ") or "_"
+
+
+def check_data(cfg: DictConfig, data: Dataset) -> None:
+    """What only the data themselves can refuse (the user's files): labels for a conditional
+    variant, discrete values for a Bernoulli decoder, enough images for a batch."""
+    if variant(cfg.model.name).conditional and not data.labelled:
+        raise BenchError(
+            f"model={cfg.model.name} conditions on labels and {data.name} has none: put the "
+            "images in class folders, or the labels in the .npz under y"
+        )
+    if data.is_continuous and cfg.model.likelihood == "bernoulli":
+        raise BenchError(
+            f"{data.name} holds floats in [0, 1], continuous data: it needs "
+            "model.likelihood=gaussian (store 8-bit images as uint8 to keep them discrete)"
+        )
+    if len(data.train) < cfg.trainer.batch_size:
+        raise BenchError(
+            f"{data.name}: {len(data.train)} training images, fewer than "
+            f"trainer.batch_size={cfg.trainer.batch_size}"
+        )
+
+
 def run_job(
     cfg: DictConfig,
     client: MlflowClient,
@@ -61,13 +91,14 @@ def run_job(
     """
     device = pick_device(cfg.trainer.device)
     data = load(cfg.data, device)
+    check_data(cfg, data)
     cfg = resolved(cfg, device, data)
     model = build_model(cfg.model, data, cfg.trainer.seed).to(device)
     if resume is None:
         _log_setup(client, run_id, cfg, data, device)
 
     def log_epoch(epoch: int, metrics: dict[str, float]) -> None:
-        tracking.log_metrics(client, run_id, metrics, step=epoch)
+        mlflow_runs.log_metrics(client, run_id, metrics, step=epoch)
         if on_epoch is not None:
             on_epoch(epoch, metrics)
 
@@ -88,7 +119,7 @@ def run_job(
         evaluation = evaluate(model, data, settings, split)
         results |= {f"{EVAL_PREFIX[split]}/{k}": v for k, v in evaluation.metrics.items()}
     kill_point("job:evaluated")
-    tracking.log_metrics(client, run_id, results, step=len(history))
+    mlflow_runs.log_metrics(client, run_id, results, step=len(history))
     _log_evaluation(client, run_id, evaluation)
     with signals.deferred():
         log_model(client, run_id, model, data, step=len(history))  # linked to the test metrics
@@ -143,22 +174,22 @@ def resolved(cfg: DictConfig, device: torch.device, data: Dataset) -> DictConfig
 def _log_evaluation(client: MlflowClient, run_id: str, evaluation: Evaluation) -> None:
     """The IW bound at each prefix k as `test/nll_at_k` (step = k), and the evaluation's tags."""
     for k, nll in evaluation.nll_at_k.items():
-        tracking.log_metrics(client, run_id, {"test/nll_at_k": nll}, step=k)
-    tracking.set_tags(client, run_id, {f"test.{k}": v for k, v in evaluation.tags.items()})
+        mlflow_runs.log_metrics(client, run_id, {"test/nll_at_k": nll}, step=k)
+    mlflow_runs.set_tags(client, run_id, {f"test.{k}": v for k, v in evaluation.tags.items()})
 
 
 def _log_setup(
     client: MlflowClient, run_id: str, cfg: DictConfig, data: Dataset, device: torch.device
 ) -> None:
     provenance = data.provenance()
-    params = tracking.flatten(OmegaConf.to_container(cfg, resolve=True))
+    params = mlflow_runs.flatten(OmegaConf.to_container(cfg, resolve=True))
     params |= {f"dataset.{k}": str(v) for k, v in provenance.items() if k != "sha256"}
-    tracking.log_params(client, run_id, params)
+    mlflow_runs.log_params(client, run_id, params)
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     tags: dict[str, Any] = {"device": device_name, "dataset.sha256": provenance["sha256"]}
-    tags |= {f"dataset.sha256.{name}": digest for name, digest in data.sha256.items()}
-    tracking.set_tags(client, run_id, tags)
-    tracking.log_inputs(client, run_id, dataset_inputs(data))
+    tags |= {f"dataset.sha256.{tag_safe(name)}": sha for name, sha in data.sha256.items()}
+    mlflow_runs.set_tags(client, run_id, tags)
+    mlflow_runs.log_inputs(client, run_id, dataset_inputs(data))
     with signals.deferred():
         client.log_text(run_id, redact(OmegaConf.to_yaml(cfg, resolve=True)), CONFIG)
 

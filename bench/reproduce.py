@@ -16,14 +16,14 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 
-from bench import tracking
 from bench.cli import run_parsed
 from bench.config import group_options
-from bench.logged_model import download_model, has_logged_model
 from bench.report.references import references
 from bench.report.runs import download_artifacts
 from bench.stored_run import CONFIG
-from bench.weights import LEGACY_WEIGHTS, WEIGHTS
+from bench.tracking import mlflow_runs
+from bench.tracking.logged_model import download_model, has_logged_model
+from bench.tracking.weights import LEGACY_WEIGHTS, WEIGHTS
 
 
 def recipe_runs(recipe: str, finished: bool = True) -> pd.DataFrame:
@@ -158,8 +158,8 @@ INTRO = (
 
 
 def write(args: argparse.Namespace) -> None:
-    uri = tracking.tracking_uri(args.tracking_uri)
-    tracking.check_reachable(uri)
+    uri = mlflow_runs.tracking_uri(args.tracking_uri)
+    mlflow_runs.check_reachable(uri)
     mlflow.set_tracking_uri(uri)
     out = Path(args.out)
     lines = ["# Published numbers reproduced", "", INTRO, ""]

@@ -17,13 +17,13 @@ from mlflow.entities import Run, RunStatus
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from bench import tracking
 from bench.cli import key_value_main, key_values
 from bench.errors import BenchError
 from bench.job import CHECKPOINT, run_job
-from bench.processes import gone, this_process
 from bench.run import SHOWN
+from bench.runtime.processes import gone, this_process
 from bench.stored_run import read_artifact, stored_config
+from bench.tracking import mlflow_runs
 
 USAGE = "run=RUN_ID [tracking_uri=URI] [progress=true|false] [force=true]"
 
@@ -36,7 +36,7 @@ def resume(
     run = _run(client, run_id)
     if run.info.status == "FINISHED":
         raise BenchError(f"run {run_id} is FINISHED: there is nothing to resume")
-    process = run.data.tags.get(tracking.PROCESS_TAG, "")
+    process = run.data.tags.get(mlflow_runs.PROCESS_TAG, "")
     if run.info.status == "RUNNING" and not gone(process) and not force:
         raise BenchError(
             f"run {run_id} is RUNNING in process {process or '(unknown)'}, which is not known to "
@@ -48,10 +48,10 @@ def resume(
     state.setdefault("train_seconds", _seconds_until(client, run, state["epoch"]))
     started = run.data.tags.get("resumed_from_epoch")
     epochs = f"{started},{state['epoch']}" if started else str(state["epoch"])
-    tags = {"resumed_from_epoch": epochs, tracking.PROCESS_TAG: this_process()}
-    tracking.set_tags(client, run_id, tags)
+    tags = {"resumed_from_epoch": epochs, mlflow_runs.PROCESS_TAG: this_process()}
+    mlflow_runs.set_tags(client, run_id, tags)
     client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
-    with tracking.run_ending(client, run_id):
+    with mlflow_runs.run_ending(client, run_id):
         return run_job(cfg, client, run_id, progress=progress, resume=state)
 
 
@@ -78,7 +78,7 @@ def _main(args: list[str]) -> None:
     options, rest = key_values(args, ("run", "tracking_uri", "progress", "force"))
     if "run" not in options or rest:
         raise BenchError(f"usage: python -m bench.resume {USAGE}")
-    client = tracking.connect(options.get("tracking_uri"))
+    client = mlflow_runs.connect(options.get("tracking_uri"))
     shown = options.get("progress", "auto")
     progress = None if shown == "auto" else shown.lower() in ("true", "1")
     force = options.get("force", "false").lower() in ("true", "1")

@@ -12,13 +12,14 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from bench import tracking
 from bench.cli import run_command
 from bench.config import load_config
-from bench.job import CHECKPOINT, run_job
-from bench.redaction import redact, without_password
+from bench.data.load import load
+from bench.job import CHECKPOINT, check_data, run_job
 from bench.study.loop import StudyResult, run_study
 from bench.study.summary import best_trials_table
+from bench.tracking import mlflow_runs
+from bench.tracking.redaction import redact, without_password
 
 SHOWN = (
     "data_entropy",
@@ -39,10 +40,10 @@ SHOWN = (
 def run_single(cfg: DictConfig) -> tuple[str, str, dict[str, float]]:
     """One tracked run: (experiment id, run id, test metrics); the MLflow run ends FINISHED,
     FAILED (reason tagged) or KILLED."""
-    client = tracking.connect(cfg.tracking_uri)
-    experiment = tracking.experiment_id(client, cfg.experiment)
+    client = mlflow_runs.connect(cfg.tracking_uri)
+    experiment = mlflow_runs.experiment_id(client, cfg.experiment)
     name = f"{cfg.model.name}-z{cfg.model.z_dim}-{cfg.data.name}"
-    with tracking.tracked_run(client, experiment, name) as run_id:
+    with mlflow_runs.tracked_run(client, experiment, name) as run_id:
         try:
             return experiment, run_id, run_job(cfg, client, run_id, progress=progress_flag(cfg))
         except KeyboardInterrupt:
@@ -63,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(cfg: DictConfig, args: list[str]) -> None:
+    if cfg.data.get("format") == "files":  # the user's files are checked before any run starts
+        check_data(cfg, load(cfg.data))
     if cfg.get("study") is not None:
         from bench.report.markdown import write_report  # matplotlib: only a study's last step
 
@@ -72,25 +75,25 @@ def _run(cfg: DictConfig, args: list[str]) -> None:
 
 
 def _print_run(cfg: DictConfig, experiment: str, run_id: str, metrics: dict[str, float]) -> None:
-    uri = tracking.tracking_uri(cfg.tracking_uri)
+    uri = mlflow_runs.tracking_uri(cfg.tracking_uri)
     print(f"run {run_id} in experiment {cfg.experiment!r} at {redact(uri)}")
     for key in SHOWN:
         if f"test/{key}" in metrics:
             se = metrics.get(f"test/{key}_se")
             error = f" ± {se:.3f}" if se is not None else ""
             print(f"  test/{key:<18} {metrics[f'test/{key}']:10.3f}{error}")
-    print("\n".join(tracking.ui_links(uri, experiment, run_id)))
+    print("\n".join(mlflow_runs.ui_links(uri, experiment, run_id)))
 
 
 def _print_study(cfg: DictConfig, result: StudyResult, report: Path) -> None:
     print(best_trials_table(result.study))
-    uri = tracking.tracking_uri(cfg.tracking_uri)
+    uri = mlflow_runs.tracking_uri(cfg.tracking_uri)
     print(f"optuna: study {result.study.study_name!r} in {redact(result.storage)}")
     dashboard = without_password(result.storage)
     hint = "  # the password from PGPASSWORD or ~/.pgpass" if dashboard != result.storage else ""
     print(f"optuna-dashboard {dashboard}{hint}")
     print(f"mlflow: parent run {result.parent_run_id} (one child run per trial) at {redact(uri)}")
-    print("\n".join(tracking.ui_links(uri, result.experiment_id)))
+    print("\n".join(mlflow_runs.ui_links(uri, result.experiment_id)))
     print(f"report: {report}")
 
 

@@ -13,15 +13,15 @@ import mlflow
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from bench import tracking
 from bench.cli import key_value_main, key_values
 from bench.config import validate
-from bench.data import load
+from bench.data.load import load
 from bench.errors import BenchError
-from bench.evaluate import EvalSettings, evaluate
+from bench.evaluation.evaluator import EvalSettings, evaluate
 from bench.job import resolved
 from bench.stored_run import stored_config, stored_model
-from bench.train import pick_device
+from bench.tracking import mlflow_runs
+from bench.training.loop import pick_device
 
 AUTO_EVAL_KEYS = ("rows_per_chunk", "gap_examples", "compile")  # resolved again for new settings
 
@@ -40,12 +40,12 @@ def score(
     evaluation = evaluate(model, data, EvalSettings.from_config(cfg.eval))
     prefix = f"test_k{cfg.eval.k}" + ("_bf16" if cfg.eval.precision == "bf16" else "")
     metrics = {f"{prefix}/{name}": value for name, value in evaluation.metrics.items()}
-    tracking.log_metrics(client, run_id, metrics, step=0)
+    mlflow_runs.log_metrics(client, run_id, metrics, step=0)
     for k, nll in evaluation.nll_at_k.items():
-        tracking.log_metrics(client, run_id, {f"{prefix}/nll_at_k": nll}, step=k)
+        mlflow_runs.log_metrics(client, run_id, {f"{prefix}/nll_at_k": nll}, step=k)
     tags = {f"{prefix}.{key}": value for key, value in evaluation.tags.items()}
     tags[f"{prefix}.settings"] = " ".join(overrides) or "the run's own"
-    tracking.set_tags(client, run_id, tags)
+    mlflow_runs.set_tags(client, run_id, tags)
     return prefix, evaluation.metrics
 
 
@@ -69,7 +69,7 @@ def _main(args: list[str]) -> None:
     options, overrides = key_values(args, ("run", "tracking_uri"))
     if "run" not in options:
         raise BenchError("which run? python -m bench.score run=RUN_ID [eval.k=5000 ...]")
-    client = tracking.connect(options.get("tracking_uri"))
+    client = mlflow_runs.connect(options.get("tracking_uri"))
     prefix, metrics = score(client, options["run"], overrides)
     shown = ", ".join(f"{k} {metrics[k]:.3f}" for k in ("nll", "neg_elbo") if k in metrics)
     print(f"run {options['run']}: {prefix}/ logged ({shown})")

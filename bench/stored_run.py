@@ -11,10 +11,11 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
 from bench.config import load_config
-from bench.data import Dataset, load
+from bench.data.dataset import Dataset
+from bench.data.load import load
 from bench.errors import BenchError
 from bench.job import CONFIG, build_model
-from bench.weights import LEGACY_WEIGHTS, WEIGHTS, load_weights
+from bench.tracking.weights import LEGACY_WEIGHTS, WEIGHTS, load_weights
 from models.base import LatentModel
 
 T = TypeVar("T")
@@ -22,9 +23,12 @@ T = TypeVar("T")
 
 def stored_config(run_id: str, tracking_uri: str | None = None) -> DictConfig:
     """The run's logged config on top of today's defaults for its model and data (keys added
-    since it ran take their defaults)."""
+    since it ran take their defaults), less its study's settings."""
     stored = read_artifact(run_id, CONFIG, tracking_uri, OmegaConf.load)
-    base = load_config([f"model={stored.model.name}", f"data={stored.data.name}"])
+    stored.pop("study", None)  # a study trial's: what the study was, not how the run ran
+    data = stored.data.get("format") or stored.data.name
+    base = load_config([f"model={stored.model.name}", f"data={data}"])
+    OmegaConf.set_struct(base, False)  # keys since renamed or dropped are carried, unused
     return OmegaConf.merge(base, stored)
 
 

@@ -84,7 +84,7 @@ class LatentModel(nn.Module):
         self, x: torch.Tensor, y: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(mu, logvar) of q(z|x[,y]); logvar is None for a deterministic encoder. In fp32 even
-        when the matmuls run in bf16 (bench.precision)."""
+        when the matmuls run in bf16 (bench.runtime.precision)."""
         h = at_least_fp32(self.encoder(self._condition(x, y)))
         if not self.stochastic:
             return h, None
@@ -98,9 +98,9 @@ class LatentModel(nn.Module):
         self, z: torch.Tensor, y: torch.Tensor | None, x: torch.Tensor
     ) -> torch.Tensor:
         """-ln p(x|z) for many samples z (k, B, z) of the B images x: the decoder's output layer
-        fused into the likelihood (bench.estimators: the IW bound's decoder passes). Under bf16
-        autocast the logits are rounded to bf16, so the likelihood is taken from them unfused:
-        its two terms must see the same logits for their rounding errors to cancel."""
+        fused into the likelihood (bench.evaluation.estimators: the IW bound's decoder passes).
+        Under bf16 autocast the logits are rounded to bf16, so the likelihood is taken from them
+        unfused: its two terms must see the same logits for their rounding errors to cancel."""
         if torch.is_autocast_enabled(z.device.type):
             return self.likelihood.neg_log_prob64(self.decoder(self._condition(z, y)), x)
         *body, out = self.decoder

@@ -39,7 +39,7 @@ def fp32_or_wider(dtype: torch.dtype) -> torch.dtype:
 
 
 def at_least_fp32(t: torch.Tensor) -> torch.Tensor:
-    """bf16 matmul outputs (bench.precision) widened; float32 and float64 as they are."""
+    """bf16 matmul outputs (bench.runtime.precision) widened; float32 and float64 as they are."""
     return t.to(fp32_or_wider(t.dtype))
 
 

@@ -35,8 +35,13 @@ def mlflow_server(backend: str, artifacts: Path) -> Iterator[str]:
         "--workers",
         "1",
     ]
+    no_jobs = os.environ | {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # no job runners
     proc = subprocess.Popen(
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        command,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        env=no_jobs,
     )
     uri = f"http://127.0.0.1:{port}"
     try:

@@ -6,7 +6,7 @@ import sys
 
 PROGRAM = """
 import resource, sys, torch
-from bench.allocator import keep_freed_memory
+from bench.runtime.allocator import keep_freed_memory
 applied = keep_freed_memory()
 def cycle():
     ts = [torch.ones(1_568_000) for _ in range(5)]

@@ -11,10 +11,10 @@ import pytest
 import torch
 from torch.distributions import MultivariateNormal
 
-from bench.estimators.gaps import auto_examples, decompose
-from bench.estimators.iw import iw_terms, log_weights, prefix_sizes
-from bench.estimators.optimal_q import Search
-from bench.estimators.stats import mean_se, paired_difference
+from bench.evaluation.estimators.gaps import auto_examples, decompose
+from bench.evaluation.estimators.iw import iw_terms, log_weights, prefix_sizes
+from bench.evaluation.estimators.optimal_q import Search
+from bench.evaluation.estimators.stats import mean_se, paired_difference
 from models import Gaussian, variant
 
 D, Z, S2, N = 12, 3, 0.3, 400
@@ -185,7 +185,7 @@ def test_auto_gap_examples_never_cost_more_decoder_passes_than_the_iw_bound(n_te
 
 def test_a_chunk_the_device_cannot_hold_is_one_line_naming_the_setting(setup, monkeypatch):
     from bench.errors import BenchError
-    from bench.estimators import iw
+    from bench.evaluation.estimators import iw
 
     def out_of_memory(*args):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 3.1 TiB")

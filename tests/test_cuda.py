@@ -12,11 +12,11 @@ import pytest
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from bench.checkpoint import Checkpointing
-from bench.data import load
-from bench.evaluate import EvalSettings, evaluate
+from bench.data.load import load
+from bench.evaluation.evaluator import EvalSettings, evaluate
 from bench.job import build_model
-from bench.train import train
+from bench.training.checkpoint import Checkpointing
+from bench.training.loop import train
 from models import variant, variant_names
 from tests.conftest import config
 

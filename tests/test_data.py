@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from bench.data import IDX_FILES, load
+from bench.data.load import load
+from bench.data.sources import IDX_FILES
 from bench.errors import BenchError
 from bench.run import main
 from tests.conftest import config, write_idx, write_mnist_like
@@ -19,7 +20,7 @@ def test_digits_splits_are_disjoint_and_fixed():
     cfg = config("data=digits")
     a, b = load(cfg.data), load(cfg.data)
     assert (len(a.train), len(a.val), len(a.test)) == (1797 - 360 - 180, 180, 360)
-    assert a.image_shape == (8, 8) and a.n_levels == 17 and a.n_classes == 10
+    assert a.image_shape == (1, 8, 8) and a.n_levels == 17 and a.n_classes == 10
     torch.testing.assert_close(a.test_x, b.test_x)
     torch.testing.assert_close(a.val_x, b.val_x)
     rows = {tuple(r.tolist()) for r in a.test.levels}
@@ -31,17 +32,19 @@ def test_digits_splits_are_disjoint_and_fixed():
 def test_binarization_modes():
     dynamic = load(config("data.binarize=dynamic").data)
     g = torch.Generator().manual_seed(0)
-    first, second = dynamic.train_x(g).float(), dynamic.train_x(g).float()
+    rows = torch.arange(len(dynamic.train))
+    first, second = dynamic.train_batch(rows, g), dynamic.train_batch(rows, g)
+    assert dynamic.train.levels.dtype == torch.uint8 and dynamic.bytes_per_image == 64
     assert set(first.unique().tolist()) <= {0.0, 1.0}
     assert not torch.equal(first, second)
     assert abs(first.mean() - (dynamic.train.levels.float() / (dynamic.n_levels - 1)).mean()) < 0.01
     static = load(config("data.binarize=static").data)
-    assert torch.equal(static.train_x(g), static.train_x(g))
+    assert torch.equal(static.train_batch(rows[:9], g), static.train_batch(rows[:9], g))
 
 
 def test_dequantized_levels_stay_in_their_bins():
     data = load(config("data.binarize=none", "model.likelihood=gaussian").data)
-    x = data.train_x(torch.Generator().manual_seed(0))
+    x = data.train_batch(torch.arange(len(data.train)), torch.Generator().manual_seed(0))
     assert 0 <= x.min() and x.max() < 1
     assert torch.equal((x * data.n_levels).floor().to(torch.uint8), data.train.levels)
     assert not data.is_binary
@@ -51,7 +54,7 @@ def test_torchvision_path_on_written_idx_files(tmp_path):
     arrays = write_mnist_like(tmp_path / "MNIST" / "raw", gz=True)
     data = load(config("data=mnist", f"data.root={tmp_path}", "data.val_size=10").data)
     assert (len(data.train), len(data.val), len(data.test)) == (50, 10, 20)
-    assert data.image_shape == (28, 28) and data.n_levels == 256
+    assert data.image_shape == (1, 28, 28) and data.n_levels == 256
     expected = torch.from_numpy(arrays["t10k-images-idx3-ubyte"].reshape(20, -1).astype(np.uint8))
     assert torch.equal(data.test.levels, expected)
     assert set(data.sha256) == set(IDX_FILES)
@@ -173,7 +176,7 @@ def test_the_bundled_digits_are_scikit_learns_file_byte_for_byte():
     """Same bytes, same sha256: runs and studies made with scikit-learn's copy stay comparable."""
     import sklearn
 
-    from bench.data import digits_file
+    from bench.data.sources import digits_file
 
     theirs = Path(sklearn.__file__).parent / "datasets" / "data" / "digits.csv.gz"
     assert digits_file().read_bytes() == theirs.read_bytes()

@@ -8,10 +8,10 @@ import pytest
 import torch
 from torch.distributions import MultivariateNormal
 
-from bench.data import load
+from bench.data.load import load
+from bench.data.synthetic.linear import fit_linear
+from bench.data.synthetic.mixture import BernoulliMixture, fit_mixture
 from bench.errors import BenchError
-from bench.synthetic.linear import fit_linear
-from bench.synthetic.mixture import BernoulliMixture, fit_mixture
 from tests.conftest import config
 
 D = 10
@@ -89,12 +89,14 @@ def test_known_density_datasets_are_fixed_cached_and_labelled(tmp_path, name):
     assert torch.equal(again.test_x, data.test_x) and again.sha256 == data.sha256
     assert f"{name}.npz" in data.sha256 and "digits.csv.gz" in data.sha256
     assert (len(data.train), len(data.val), len(data.test)) == (500, 1000, 300)
-    assert not torch.equal(data.train_x(torch.Generator()), data.test_x)
+    every = torch.arange(len(data.train))
+    assert not torch.equal(data.train_batch(every, torch.Generator()), data.test_x)
     h = data.neg_log_p_data("test")
     assert h.dtype == torch.float64 and h.shape == (300,) and torch.isfinite(h).all()
     if name == "mixture":
         assert data.n_classes == 10 and set(data.test_x.unique().tolist()) == {0.0, 1.0}
-        assert torch.equal(data.train_x(torch.Generator()), data.train.levels)  # identity
+        drawn = data.train_batch(every, torch.Generator())
+        assert torch.equal(drawn, data.train.levels.float())  # identity
     else:
         assert data.is_continuous and not data.is_binary
     cached.write_bytes(b"not a fit")

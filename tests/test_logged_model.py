@@ -9,7 +9,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from bench.data import load
+from bench.data.load import load
 from bench.run import main
 from models import variant_names
 from tests.conftest import config

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
-from bench import tracking
+from bench.tracking import mlflow_runs
 from tests import workers
 
 PROCESSES = 8
@@ -13,10 +13,10 @@ PROCESSES = 8
 
 def _open_and_log(uri: str, go, index: int) -> None:
     go.wait()
-    client = tracking.connect(uri)
-    experiment = tracking.experiment_id(client, "vae-bench")
-    with tracking.tracked_run(client, experiment, f"run-{index}") as run_id:
-        tracking.log_params(client, run_id, {"index": str(index)})
+    client = mlflow_runs.connect(uri)
+    experiment = mlflow_runs.experiment_id(client, "vae-bench")
+    with mlflow_runs.tracked_run(client, experiment, f"run-{index}") as run_id:
+        mlflow_runs.log_params(client, run_id, {"index": str(index)})
 
 
 def test_eight_processes_create_one_new_store_together(tmp_path: Path):

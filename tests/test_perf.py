@@ -8,7 +8,7 @@ from bench.perf.blocks import read_block, write_block
 from bench.perf.loop import main, trials_block
 from bench.perf.reference import ReferenceVAE, reference_loss
 from bench.perf.trials import main as trials_main
-from bench.precision import native_bf16
+from bench.runtime.precision import native_bf16
 from models import Bernoulli, variant
 from tests.conftest import write_mnist_like
 

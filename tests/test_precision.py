@@ -4,8 +4,8 @@ run: bf16 matmuls stay within the bounds the benchmark measures, compiled kernel
 import pytest
 import torch
 
-from bench.evaluate import EvalSettings, evaluate
-from bench.precision import autocast
+from bench.evaluation.evaluator import EvalSettings, evaluate
+from bench.runtime.precision import autocast
 from models import kernels
 from tests.test_training import fit
 

@@ -126,7 +126,7 @@ def test_paired_comparison_recovers_a_known_shift(tmp_path, tracking_uri):
     import numpy as np
     import pandas as pd
 
-    from bench.per_example import PER_EXAMPLE
+    from bench.evaluation.per_example import PER_EXAMPLE
     from bench.report.paired import paired_vs_best
 
     mlflow.set_tracking_uri(tracking_uri)

@@ -2,9 +2,9 @@
 
 import mlflow.pytorch
 
-from bench import tracking
 from bench.reproduce import main, published
 from bench.run import main as run_main
+from bench.tracking import mlflow_runs
 
 
 def test_published_numbers_are_found_for_a_recipes_data_and_variant():
@@ -31,12 +31,12 @@ def test_the_table_lists_recipe_runs_and_keeps_their_weights(tracking_uri, tmp_p
 
 
 def test_a_recipe_run_stopped_midway_is_listed_with_how_far_it_got(tracking_uri, tmp_path):
-    client = tracking.connect(tracking_uri)
-    run_id = client.create_run(tracking.experiment_id(client, "vae-bench")).info.run_id
+    client = mlflow_runs.connect(tracking_uri)
+    run_id = client.create_run(mlflow_runs.experiment_id(client, "vae-bench")).info.run_id
     params = {"recipe_name": "burda2016", "data.name": "mnist", "model.name": "iwae"}
-    tracking.log_params(client, run_id, params | {"trainer.seed": "1", "trainer.epochs": "3280"})
+    mlflow_runs.log_params(client, run_id, params | {"trainer.seed": "1", "trainer.epochs": "3280"})
     for epoch, value in ((1, 99.0), (2, 97.5), (3, 98.0), (2, 97.5)):  # epoch 2 again: resumed
-        tracking.log_metrics(client, run_id, {"val/neg_elbo": value}, step=epoch)
+        mlflow_runs.log_metrics(client, run_id, {"val/neg_elbo": value}, step=epoch)
     client.set_terminated(run_id, "KILLED")
     out = tmp_path / "REPRODUCE.md"
     assert main(["--tracking-uri", tracking_uri, "--out", str(out)]) == 0

@@ -8,12 +8,13 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from bench import resume, run, tracking
-from bench.checkpoint import Checkpointing
-from bench.data import load
+from bench import resume, run
+from bench.data.load import load
 from bench.job import build_model
-from bench.processes import this_process
-from bench.train import train
+from bench.runtime.processes import this_process
+from bench.tracking import mlflow_runs
+from bench.training.checkpoint import Checkpointing
+from bench.training.loop import train
 from tests.conftest import config
 
 # every part of the state matters: warm-up, a stepped learning rate, early stopping's best
@@ -47,16 +48,16 @@ def test_bench_resume_finishes_an_interrupted_run_with_the_numbers_of_an_uninter
 ):
     args = [*RECIPE, "trainer.epochs=12", "trainer.checkpoint_minutes=0", "eval.k=20"]
     args += ["eval.gap_examples=0", f"tracking_uri={tracking_uri}"]
-    log_metrics = tracking.log_metrics
+    log_metrics = mlflow_runs.log_metrics
 
     def signalled_in_epoch_5(client, run_id, metrics, step=0):
         if step == 5 and "train/objective" in metrics:
             os.kill(os.getpid(), signal.SIGTERM)  # lands inside the epoch's tracking writes
         log_metrics(client, run_id, metrics, step)
 
-    monkeypatch.setattr(tracking, "log_metrics", signalled_in_epoch_5)
+    monkeypatch.setattr(mlflow_runs, "log_metrics", signalled_in_epoch_5)
     assert run.main(args) == 130
-    monkeypatch.setattr(tracking, "log_metrics", log_metrics)
+    monkeypatch.setattr(mlflow_runs, "log_metrics", log_metrics)
     client = MlflowClient(tracking_uri)
     (stopped,) = _runs(client)
     run_id = stopped.info.run_id
@@ -100,8 +101,8 @@ def _runs(client: MlflowClient):
 
 
 def test_a_run_whose_process_still_lives_is_not_resumed_beside_it(tracking_uri, capsys):
-    client = tracking.connect(tracking_uri)
-    experiment = tracking.experiment_id(client, "vae-bench")
+    client = mlflow_runs.connect(tracking_uri)
+    experiment = mlflow_runs.experiment_id(client, "vae-bench")
     run_id = client.create_run(experiment, tags={"process": this_process()}).info.run_id
     assert resume.main([f"run={run_id}", f"tracking_uri={tracking_uri}"]) == 2
     assert f"run {run_id} is RUNNING in process {this_process()}" in capsys.readouterr().err
@@ -109,8 +110,8 @@ def test_a_run_whose_process_still_lives_is_not_resumed_beside_it(tracking_uri, 
 
 
 def test_a_checkpoint_without_its_seconds_counts_them_from_the_runs_log(tracking_uri):
-    client = tracking.connect(tracking_uri)
-    run = client.create_run(tracking.experiment_id(client, "vae-bench"))
+    client = mlflow_runs.connect(tracking_uri)
+    run = client.create_run(mlflow_runs.experiment_id(client, "vae-bench"))
     start = run.info.start_time
     for epoch in (1, 2, 3):
         client.log_metric(run.info.run_id, "train/objective", 1.0, start + 1500 * epoch, epoch)

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from bench.config import load_config
-from bench.schedules import EarlyStopping, burda_factor, kl_weight, lr_schedule
-from bench.train import Steps, validation_elbo
+from bench.training.loop import Steps, validation_elbo
+from bench.training.schedules import EarlyStopping, burda_factor, kl_weight, lr_schedule
 from models.base import LossParts
 from tests.test_training import fit
 

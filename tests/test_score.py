@@ -5,9 +5,9 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from bench.logged_model import load_model
 from bench.run import main as run_main
 from bench.score import main as score_main
+from bench.tracking.logged_model import load_model
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from bench.redaction import redact, without_password
 from bench.run import main
+from bench.tracking.redaction import redact, without_password
 from tests.servers import PASSWORD, fresh_database, postgres
 
 

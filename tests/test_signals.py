@@ -6,10 +6,11 @@ import sys
 
 import pytest
 
-from bench import signals, tracking
-from bench.data import load
+from bench import signals
+from bench.data.load import load
 from bench.job import build_model
-from bench.train import train
+from bench.tracking import mlflow_runs
+from bench.training.loop import train
 from tests.conftest import config
 
 
@@ -48,11 +49,11 @@ def test_the_training_loop_stops_on_a_swallowed_signal(installed, monkeypatch):
 
 
 def test_a_signal_during_a_store_write_lets_it_finish_then_raises(installed, tmp_path):
-    client = tracking.connect(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    run_id = client.create_run(tracking.experiment_id(client, "signals")).info.run_id
+    client = mlflow_runs.connect(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    run_id = client.create_run(mlflow_runs.experiment_id(client, "signals")).info.run_id
     with pytest.raises(KeyboardInterrupt, match="SIGTERM"), signals.deferred():
         os.kill(os.getpid(), signal.SIGTERM)
-        tracking.log_metrics(client, run_id, {"after": 1.0})  # nested: raised at the outer end
+        mlflow_runs.log_metrics(client, run_id, {"after": 1.0})  # nested: raised at the outer end
     assert client.get_run(run_id).data.metrics == {"after": 1.0}
 
 

@@ -18,6 +18,7 @@ from bench.report.markdown import main as report_main
 from bench.report.runs import load_study_runs
 from bench.report.table import run_table
 from bench.run import main
+from bench.score import main as score_main
 from bench.study.space import build_pruner
 from tests.conftest import running_with_a_run, wait_for_trials
 
@@ -265,28 +266,34 @@ def test_sigterm_stops_every_local_worker_and_loses_nothing(tmp_path, stores):
     assert subprocess.run(["pgrep", "-f", "bench.study"], capture_output=True).returncode == 1
 
 
-PREMOVE = Path(__file__).parent / "data" / "premove-study.tar.gz"
-PREMOVE_DIR = "/tmp/vae-bench-premove"  # where the stores were made (absolute artifact paths)
+PREMOVES = {  # archive -> the folder its stores were made in (absolute artifact paths)
+    "premove-study.tar.gz": "/tmp/vae-bench-premove",
+    "premove2-study.tar.gz": "/tmp/vae-bench-premove2",
+}
 
 
-def test_a_study_made_before_the_layout_move_resumes(tmp_path):
-    """tests/data/premove-study.tar.gz holds the stores of `python -m bench.run study=smoke
-    study.n_trials=1` run in /tmp/vae-bench-premove by commit a27de23: flat bench/, each variant
-    file with its own sizes, the final validation evaluation logged as val/*, pruner median."""
-    with tarfile.open(PREMOVE) as tar:
+@pytest.mark.parametrize("archive", sorted(PREMOVES))
+def test_a_study_made_before_a_layout_move_resumes_and_its_run_rescores(tmp_path, archive):
+    """tests/data/ holds the stores of `python -m bench.run study=smoke study.n_trials=1`, run
+    before each move of bench/: premove by commit a27de23 (flat bench/, each variant file with its
+    own sizes, the final validation evaluation logged as val/*, pruner median, weights as
+    model.pt), premove2 by commit 9524635 (bench/ flat but for study/, report/, perf/,
+    estimators/, synthetic/; weights as model.safetensors)."""
+    with tarfile.open(Path(__file__).parent / "data" / archive) as tar:
         tar.extractall(tmp_path, filter="data")
     with sqlite3.connect(tmp_path / "mlflow.db") as db:  # as if made here
         for table, column in (("experiments", "artifact_location"), ("runs", "artifact_uri")):
             db.execute(
                 f"UPDATE {table} SET {column} = replace({column}, ?, ?)",
-                (PREMOVE_DIR, str(tmp_path)),
+                (PREMOVES[archive], str(tmp_path)),
             )
     stores = [
         f"tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
         f"storage=sqlite:///{tmp_path / 'optuna.db'}",
     ]
     (old,) = load(stores).trials
-    assert old.state == TrialState.COMPLETE and "val/nll" in old.user_attrs  # the old keys
+    assert old.state == TrialState.COMPLETE
+    assert ("val/nll" in old.user_attrs) == (archive == "premove-study.tar.gz")  # the old keys
 
     assert main(["study=smoke", *stores]) == 0  # same fingerprint: resumed, not refused
     study = load(stores)
@@ -297,6 +304,10 @@ def test_a_study_made_before_the_layout_move_resumes(tmp_path):
     assert parent.info.run_id == study.user_attrs["mlflow_parent_run_id"]
     assert parent.info.status == "FINISHED" and len(children) == 3
     old_run = old.user_attrs["mlflow_run_id"]
-    assert len(client.get_metric_history(old_run, "val/neg_elbo")) == 4  # 3 epochs + final
+    epochs = len(client.get_metric_history(old_run, "val/neg_elbo"))
+    assert epochs == (4 if archive == "premove-study.tar.gz" else 3)  # its final eval was val/*
     report = (tmp_path / "reports" / "smoke-digits" / "README.md").read_text()
     assert report.count("| vae |") == 3  # the old trial is in the report beside the new ones
+    assert score_main([f"run={old_run}", "eval.k=20", stores[0]]) == 0  # re-scored as it was
+    rescored = client.get_run(old_run).data.metrics
+    assert rescored["test_k20/nll"] <= rescored["test_k20/neg_elbo"]

@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-from bench.data import load
-from bench.evaluate import EvalSettings, evaluate
+from bench.data.load import load
+from bench.evaluation.evaluator import EvalSettings, evaluate
 from bench.job import build_model
-from bench.train import DivergedError, train
+from bench.training.loop import DivergedError, train
 from models import variant, variant_names
 from tests.conftest import config
 
@@ -90,7 +90,7 @@ def test_auto_settings_are_resolved_for_the_device_and_logged(tracking_uri):
 
 
 def test_auto_compiles_only_long_runs():
-    from bench.train import AUTO_COMPILE_MIN_STEPS, compile_mode
+    from bench.training.loop import AUTO_COMPILE_MIN_STEPS, compile_mode
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert compile_mode("auto", cpu, AUTO_COMPILE_MIN_STEPS["cpu"] - 1) == "none"

@@ -5,7 +5,7 @@ import multiprocessing
 import os
 from pathlib import Path
 
-from bench.faults import KILL_AT
+from bench.runtime.faults import KILL_AT
 
 CONTEXT = multiprocessing.get_context("forkserver")
 CONTEXT.set_forkserver_preload(["bench.run", "bench.report.markdown"])

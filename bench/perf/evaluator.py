@@ -7,11 +7,11 @@ from dataclasses import dataclass
 
 import torch
 
-from bench.data import Dataset
-from bench.estimators.iw import iw_terms, rows_per_chunk
-from bench.evaluate import elbo_parts
+from bench.data.dataset import Dataset
+from bench.evaluation.estimators.iw import iw_terms, rows_per_chunk
+from bench.evaluation.evaluator import elbo_parts
 from bench.perf.machine import timed
-from bench.precision import autocast, native_bf16
+from bench.runtime.precision import autocast, native_bf16
 from models.base import LatentModel
 from models.kernels import compiled_kernels
 

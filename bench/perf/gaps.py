@@ -16,14 +16,14 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from bench import tracking
 from bench.cli import run_parsed
 from bench.config import load_config
-from bench.estimators.iw import iw_terms
-from bench.estimators.optimal_q import Search, optimal_q
+from bench.evaluation.estimators.iw import iw_terms
+from bench.evaluation.estimators.optimal_q import Search, optimal_q
 from bench.perf.machine import machine
 from bench.report.runs import load_study_runs
 from bench.stored_run import reload
+from bench.tracking import mlflow_runs
 
 
 def measure(run: pd.Series, longer: int) -> dict[str, object]:
@@ -57,7 +57,7 @@ def _neg_elbo(model, x, y, k: int, q) -> float:
 
 def run_benchmark(args: argparse.Namespace) -> None:
     cfg = load_config(args.overrides)
-    uri = tracking.tracking_uri(cfg.tracking_uri)
+    uri = mlflow_runs.tracking_uri(cfg.tracking_uri)
     study = load_study_runs(uri, cfg.study.name)
     runs = study.finished.dropna(subset=["metrics.test/amortization_gap"])
     rows = pd.DataFrame([measure(run, args.longer) for _, run in runs.iterrows()])

@@ -15,7 +15,9 @@ from pathlib import Path
 
 from bench.cli import run_parsed
 from bench.config import load_config
-from bench.data import TORCHVISION_CLASSES, Dataset, load
+from bench.data.dataset import Dataset
+from bench.data.load import load
+from bench.data.sources import TORCHVISION_CLASSES
 from bench.job import build_model
 from bench.perf.blocks import write_block
 from bench.perf.evaluator import evaluator_rows, modes
@@ -23,7 +25,7 @@ from bench.perf.profile import epoch_profile
 from bench.perf.reference import reference_loader, reference_loop
 from bench.perf.results import TITLE, results
 from bench.perf.trials import measure, table
-from bench.train import pick_device, train
+from bench.training.loop import pick_device, train
 
 HARNESS = {  # row: trainer settings
     "harness fp32": {"precision": "fp32", "compile": "none"},

@@ -5,8 +5,8 @@ import time
 
 import torch
 
-from bench.precision import cpu_flags, cpuinfo
-from bench.tracking import PACKAGES, package_version
+from bench.runtime.precision import cpu_flags, cpuinfo
+from bench.tracking.mlflow_runs import PACKAGES, package_version
 
 
 def timed(fn):

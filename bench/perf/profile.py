@@ -1,11 +1,11 @@
 """Where one epoch of the harness's training loop spends its time: torch.profiler over the second
-epoch of `bench.train.train` (the first warms allocations; the validation ELBO included)."""
+epoch of `bench.training.loop.train` (the first warms allocations; the validation ELBO included)."""
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from bench.data import Dataset
-from bench.train import train
+from bench.data.dataset import Dataset
+from bench.training.loop import train
 from models.base import LatentModel
 
 

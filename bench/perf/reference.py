@@ -15,7 +15,8 @@ from torch.utils.data import DataLoader, Subset
 from torchvision import datasets, transforms
 from torchvision.utils import save_image
 
-from bench.data import TORCHVISION_CLASSES, Dataset
+from bench.data.dataset import Dataset
+from bench.data.sources import TORCHVISION_CLASSES
 from bench.perf.machine import synchronize
 
 

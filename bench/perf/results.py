@@ -4,16 +4,16 @@ import statistics
 
 import torch
 
-from bench.data import Dataset
+from bench.data.dataset import Dataset
 from bench.perf.machine import machine
-from bench.precision import cpuinfo, native_bf16
+from bench.runtime.precision import cpuinfo, native_bf16
 
 SETUP = (
     "Network 784-400-20, Bernoulli decoder, batch 128, Adam 1e-3. Reference: pytorch/examples' "
     "VAE loop (torchvision dataset + ToTensor + bernoulli transform, DataLoader with shuffle and "
     "default workers, separate mu/logvar heads, sigmoid + summed binary_cross_entropy, default "
-    "Adam, a sample grid saved per epoch). Harness: `bench.train.train` (tensor-resident data, "
-    "logits BCE, fused mu/logvar head, fused Adam, denormals flushed, a validation ELBO per "
+    "Adam, a sample grid saved per epoch). Harness: `bench.training.loop.train` (tensor-resident "
+    "data, logits BCE, fused mu/logvar head, fused Adam, denormals flushed, a validation ELBO per "
     "epoch included) with `trainer.precision` and `trainer.compile` as the row says."
 )
 

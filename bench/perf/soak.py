@@ -28,20 +28,20 @@ from sqlalchemy.pool import NullPool
 
 from bench.cli import run_parsed
 from bench.errors import BenchError
-from bench.faults import TRACE
 from bench.perf.machine import machine
 from bench.perf.postgres import fresh_database, postgres, postgres_bin
-from bench.redaction import redact
+from bench.runtime.faults import TRACE
 from bench.study.audit import Audit, audit
 from bench.study.loop import finished
-from bench.train import pick_device
+from bench.tracking.redaction import redact
+from bench.training.loop import pick_device
 
 STUDY = "soak"
 PASSED = (
     "passed: exactly the target, each point COMPLETE once, nothing RUNNING or WAITING, "
     "one FINISHED run per COMPLETE trial, the parent FINISHED"
 )
-PHASES = {  # the last point a worker passed (bench.faults) -> what it was doing after it
+PHASES = {  # the last point a worker passed (bench.runtime.faults) -> what it was doing after it
     None: "starting up",
     "study:opened": "opening the study, or waiting for the study lock",
     "parent:created": "opening the study, or waiting for the study lock",
@@ -197,9 +197,9 @@ def report(args: argparse.Namespace, result: Audit, counts: dict, wall: float) -
         f"{storage}, one SQLite MLflow store created by the workers themselves. A random live "
         "worker SIGKILLed every 3-7 s and a fresh one started in its place; then the workers "
         "left finish and one more is started at the end. What a killed worker was doing is the "
-        "last named point it passed (`bench.faults`). The moments too brief for a random kill "
-        "to land in often (claiming a trial, recording it, updating the parent run) are killed "
-        "point by point in `tests/test_kill_points.py`.",
+        "last named point it passed (`bench.runtime.faults`). The moments too brief for a random "
+        "kill to land in often (claiming a trial, recording it, updating the parent run) are "
+        "killed point by point in `tests/test_kill_points.py`.",
         "",
         "| | |",
         "|---|---|",

@@ -20,7 +20,7 @@ from optuna.trial import TrialState
 from bench.cli import run_parsed
 from bench.errors import BenchError
 from bench.perf.machine import machine
-from bench.train import pick_device
+from bench.training.loop import pick_device
 
 STUDY_SHOWN = ["study=zdim", "study.space.model.z_dim=[1,…,{trials}]", "study.pruner=none"]
 

@@ -10,11 +10,9 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import DictConfig
 
-from bench import tracking
 from bench.cli import run_command
 from bench.config import load_config
 from bench.errors import BenchError
-from bench.redaction import redact
 from bench.report import figures
 from bench.report.ladder import PARTS, ladder_table, ladder_text
 from bench.report.paired import INDISTINGUISHABLE_SE, paired_vs_best
@@ -33,6 +31,8 @@ from bench.report.table import (
     shown_metrics,
     x_axis,
 )
+from bench.tracking import mlflow_runs
+from bench.tracking.redaction import redact
 
 GRIDS = {
     "samples.png": "best_samples.png",
@@ -44,7 +44,7 @@ GRIDS = {
 def write_report(cfg: DictConfig) -> Path:
     if cfg.get("study") is None:
         raise BenchError("say which study: python -m bench.report study=NAME")
-    uri = tracking.tracking_uri(cfg.tracking_uri)
+    uri = mlflow_runs.tracking_uri(cfg.tracking_uri)
     study = load_study_runs(uri, cfg.study.name)
     out = Path(cfg.report_dir) / cfg.study.name
     out.mkdir(parents=True, exist_ok=True)
@@ -60,7 +60,7 @@ def write_report(cfg: DictConfig) -> Path:
 def _ui_links(uri: str, parent: pd.Series) -> str:
     """The `mlflow ui` command (local stores), the runs table and the parent run, in the
     training view."""
-    links = tracking.ui_links(uri, parent["experiment_id"], parent["run_id"])
+    links = mlflow_runs.ui_links(uri, parent["experiment_id"], parent["run_id"])
     shown = [f"`{link}`" if link.startswith("mlflow ui") else f"<{link}>" for link in links]
     return ", then ".join(shown[:-2] + [" and ".join(shown[-2:])]) + "."
 

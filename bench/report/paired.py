@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from bench.estimators.stats import paired_difference
-from bench.per_example import PER_EXAMPLE
+from bench.evaluation.estimators.stats import paired_difference
+from bench.evaluation.per_example import PER_EXAMPLE
 from bench.report.runs import download_artifacts
 
 INDISTINGUISHABLE_SE = 2.0  # |Δ| within this many standard errors of the best: indistinguishable

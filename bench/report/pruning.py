@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench import tracking
 from bench.cli import run_parsed
 from bench.errors import BenchError
 from bench.report.runs import StudyRuns, epoch_series, load_study_runs
+from bench.tracking import mlflow_runs
 
 OBJECTIVE_KEYS = ("metrics.val_eval/nll", "metrics.val/nll")  # the latter: runs before val_eval
 
@@ -115,7 +115,7 @@ def smallest_safe_warmup(replays: dict[str, list[Replay]]) -> int:
 
 
 def measure(args: argparse.Namespace) -> None:
-    uri = tracking.tracking_uri(args.tracking_uri)
+    uri = mlflow_runs.tracking_uri(args.tracking_uri)
     loaded = {name: load_trials(uri, name) for name in args.study}
     studies = {name: trials for name, (trials, _) in loaded.items()}
     setups = {name: setup for name, (_, setup) in loaded.items()}

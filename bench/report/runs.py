@@ -10,9 +10,9 @@ import mlflow
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-from bench import tracking
 from bench.errors import BenchError
-from bench.redaction import redact
+from bench.tracking import mlflow_runs
+from bench.tracking.redaction import redact
 
 RANGE_KEYS = (".low", ".high", ".log", ".type")
 
@@ -60,7 +60,7 @@ class StudyRuns:
 
 
 def load_study_runs(uri: str, study: str) -> StudyRuns:
-    tracking.check_reachable(uri)
+    mlflow_runs.check_reachable(uri)
     mlflow.set_tracking_uri(uri)
     try:
         parents = mlflow.search_runs(

@@ -10,7 +10,7 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from bench.study.loop import finished
-from bench.tracking import tag_filter
+from bench.tracking.mlflow_runs import tag_filter
 
 
 @dataclass

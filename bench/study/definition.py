@@ -7,10 +7,10 @@ import optuna
 from omegaconf import DictConfig, OmegaConf
 from optuna.storages import RDBStorage
 
-from bench import tracking
 from bench.errors import BenchError, first_line
-from bench.redaction import redact
 from bench.study.space import Space, build_pruner, build_sampler, grid_size
+from bench.tracking import mlflow_runs
+from bench.tracking.redaction import redact
 
 # Keys that say where or how the study runs, not what a trial measures: left out of the
 # fingerprint, so changing them resumes the same study. The pruner decides which trials run to
@@ -80,7 +80,7 @@ def open_study(cfg: DictConfig, space: Space, storage: RDBStorage, url: str) -> 
 
 def study_fingerprint(cfg: DictConfig) -> dict[str, str]:
     """The resolved config without what says only where or how things run or are stored."""
-    flat = tracking.flatten(OmegaConf.to_container(cfg, resolve=True))
+    flat = mlflow_runs.flatten(OmegaConf.to_container(cfg, resolve=True))
     return {k: redact(v) for k, v in flat.items() if not k.startswith(HOW_IT_RUNS)}
 
 
@@ -97,7 +97,7 @@ def _differing_keys(old: dict[str, str], new: dict[str, str]) -> list[str]:
 def _defaults() -> dict[str, str]:
     from bench.config import load_config
 
-    return tracking.flatten(OmegaConf.to_container(load_config([]), resolve=True))
+    return mlflow_runs.flatten(OmegaConf.to_container(load_config([]), resolve=True))
 
 
 def _differences(old: dict[str, str], new: dict[str, str], shown: int = 3) -> str:

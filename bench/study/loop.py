@@ -22,12 +22,11 @@ from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 from tqdm import tqdm
 
-from bench import tracking
 from bench.config import load_config
 from bench.errors import BenchError, Pruned
-from bench.faults import kill_point
 from bench.job import run_job
-from bench.processes import this_process
+from bench.runtime.faults import kill_point
+from bench.runtime.processes import this_process
 from bench.signals import deferred, raise_if_interrupted
 from bench.study.definition import open_study, storage_url, target
 from bench.study.local_workers import join_helpers, start_helpers
@@ -35,6 +34,7 @@ from bench.study.parent_run import finish_parent, parent_run
 from bench.study.recovery import WORKER_TAG, LostTrial, close_orphan_runs, fail_trial, recover
 from bench.study.space import Space, as_overrides, override_key, search_space, suggest
 from bench.study.storage import heartbeat, heartbeat_warnings_off, open_storage, study_lock
+from bench.tracking import mlflow_runs
 
 NEEDS_LIKELIHOOD = ("nll", "neg_elbo")
 IDLE_POLL_SECONDS = 1.0  # a worker with nothing to claim checks this often for others' trials
@@ -67,7 +67,7 @@ class Worker:
 def run_study(cfg: DictConfig, overrides: list[str], progress: bool | None = None) -> StudyResult:
     space = search_space(cfg.study)
     wanted = target(cfg.study, space)
-    client = tracking.connect(cfg.tracking_uri)
+    client = mlflow_runs.connect(cfg.tracking_uri)
     url = storage_url(cfg.storage)
     spec = cfg.study
     with study_lock(url, spec.name):  # one creator of tables, study and parent run
@@ -122,7 +122,7 @@ def _work(worker: Worker, wanted: int, bar: tqdm) -> None:
     """Run trials until the study has `wanted` finished ones, waiting on other workers' trials."""
     while True:
         raise_if_interrupted()
-        tracking.check_reachable(worker.client.tracking_uri)
+        mlflow_runs.check_reachable(worker.client.tracking_uri)
         claimed = _claim(worker, wanted)
         if claimed is not None:
             bar.write(_run_trial(worker, *claimed))
@@ -183,7 +183,7 @@ def _run_trial(worker: Worker, trial: optuna.Trial, params: dict[str, Any]) -> s
         name = f"trial-{trial.number}"
         with (
             heartbeat(worker.storage, trial._trial_id, worker.heartbeat_seconds),
-            tracking.tracked_run(client, worker.experiment, name, tags, worker.parent) as run_id,
+            mlflow_runs.tracked_run(client, worker.experiment, name, tags, worker.parent) as run_id,
         ):
             kill_point("trial:run-created")
             trial.set_user_attr("mlflow_run_id", run_id)

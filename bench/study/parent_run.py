@@ -9,9 +9,9 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
-from bench import tracking
-from bench.faults import kill_point
+from bench.runtime.faults import kill_point
 from bench.study.space import as_overrides
+from bench.tracking import mlflow_runs
 
 
 def parent_run(client: MlflowClient, study: optuna.Study, cfg: DictConfig) -> str:
@@ -24,17 +24,17 @@ def parent_run(client: MlflowClient, study: optuna.Study, cfg: DictConfig) -> st
             return run_id
         except MlflowException:
             pass
-    experiment = tracking.experiment_id(client, cfg.experiment)
-    params = tracking.flatten(OmegaConf.to_container(cfg, resolve=True))
+    experiment = mlflow_runs.experiment_id(client, cfg.experiment)
+    params = mlflow_runs.flatten(OmegaConf.to_container(cfg, resolve=True))
     run_id = _unrecorded_parent(client, experiment, study.study_name)
     if run_id is None:
-        tags = tracking.environment_tags() | {"study": study.study_name, "study_parent": "true"}
+        tags = mlflow_runs.environment_tags() | {"study": study.study_name, "study_parent": "true"}
         run_id = client.create_run(experiment, run_name=study.study_name, tags=tags).info.run_id
         kill_point("parent:created")
-        tracking.log_params(client, run_id, params)
+        mlflow_runs.log_params(client, run_id, params)
     else:
         try:  # its creator may have died before logging them all
-            tracking.log_params(client, run_id, params)
+            mlflow_runs.log_params(client, run_id, params)
         except MlflowException:
             pass  # logged by its creator, with another value of a how-it-runs key
     study.set_user_attr("mlflow_parent_run_id", run_id)
@@ -44,7 +44,7 @@ def parent_run(client: MlflowClient, study: optuna.Study, cfg: DictConfig) -> st
 def _unrecorded_parent(client: MlflowClient, experiment: str, study: str) -> str | None:
     """The parent run a worker created and died before recording in the study."""
     tags = {"study": study, "study_parent": "true"}
-    found = client.search_runs([experiment], tracking.tag_filter(tags), max_results=1)
+    found = client.search_runs([experiment], mlflow_runs.tag_filter(tags), max_results=1)
     if not found:
         return None
     client.update_run(found[0].info.run_id, status="RUNNING")
@@ -70,6 +70,6 @@ def finish_parent(client: MlflowClient, parent: str, study: optuna.Study) -> Non
         client.set_tag(parent, "best_params", " ".join(as_overrides(best.params)))
         client.set_tag(parent, "best_objective", best.user_attrs.get("objective", ""))
         client.set_tag(parent, "best_run_id", best.user_attrs.get("mlflow_run_id", ""))
-    tracking.log_metrics(client, parent, summary)
+    mlflow_runs.log_metrics(client, parent, summary)
     kill_point("parent:finishing")
     client.set_terminated(parent, RunStatus.to_string(RunStatus.FINISHED))

@@ -22,12 +22,12 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from optuna.trial import FrozenTrial, TrialState
 
-from bench.faults import kill_point
-from bench.processes import gone
-from bench.redaction import redact
+from bench.runtime.faults import kill_point
+from bench.runtime.processes import gone
 from bench.signals import deferred
 from bench.study.storage import heartbeat_warnings_off
-from bench.tracking import tag_filter
+from bench.tracking.mlflow_runs import tag_filter
+from bench.tracking.redaction import redact
 
 WORKER_TAG = "worker"  # the trial's user attribute naming its worker (host:pid); set last
 RUN_END = {  # the MLflow status a run gets when its trial ended this way and the run did not

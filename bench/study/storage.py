@@ -17,8 +17,8 @@ import sqlalchemy
 from optuna.storages import RDBStorage
 
 from bench.errors import BenchError, first_line
-from bench.file_lock import file_lock
-from bench.redaction import redact
+from bench.runtime.file_lock import file_lock
+from bench.tracking.redaction import redact
 
 
 def open_storage(

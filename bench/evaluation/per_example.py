@@ -2,8 +2,8 @@
 
 import pandas as pd
 
-from bench.data import Dataset
-from bench.evaluate import Evaluation
+from bench.data.dataset import Dataset
+from bench.evaluation.evaluator import Evaluation
 
 PER_EXAMPLE = "test_per_example.csv"  # the run artifact
 

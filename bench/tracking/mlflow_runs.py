@@ -19,10 +19,10 @@ from mlflow.tracking.context.registry import resolve_tags
 from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT
 
 from bench.errors import BenchError, Pruned, first_line
-from bench.file_lock import file_lock
-from bench.processes import this_process
-from bench.redaction import redact, without_password
+from bench.runtime.file_lock import file_lock
+from bench.runtime.processes import this_process
 from bench.signals import deferred
+from bench.tracking.redaction import redact, without_password
 
 PACKAGES = ("torch", "torchvision", "mlflow", "optuna", "hydra-core", "numpy", "vae-bench")
 T = TypeVar("T")

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import torch
 
-from bench.estimators.iw import Gaussian
+from bench.evaluation.estimators.iw import Gaussian
 from bench.signals import raise_if_interrupted
 from models.base import LatentModel, kl_normal
 

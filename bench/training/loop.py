@@ -10,13 +10,13 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from bench.checkpoint import Checkpointing, TrainingParts
-from bench.data import Dataset
+from bench.data.dataset import Dataset
 from bench.errors import BenchError
-from bench.evaluate import elbo_parts, loss_part_sums
-from bench.precision import autocast
-from bench.schedules import EarlyStopping, kl_weight, lr_schedule
+from bench.evaluation.evaluator import elbo_parts, loss_part_sums
+from bench.runtime.precision import autocast
 from bench.signals import deferred, raise_if_interrupted
+from bench.training.checkpoint import Checkpointing, TrainingParts
+from bench.training.schedules import EarlyStopping, kl_weight, lr_schedule
 from models.base import LatentModel, LossParts
 
 EpochCallback = Callable[[int, dict[str, float]], None]
@@ -163,16 +163,18 @@ class Steps:
 def _epoch(
     steps: Steps, data: Dataset, generator: torch.Generator, batch_size: int
 ) -> dict[str, torch.Tensor]:
-    """One pass over a fresh permutation; sums stay on the device (no sync per step). The
+    """One pass over a fresh permutation, each batch binarized (or dequantized) as it is taken;
+    sums stay on the device (no sync per step). The
     forward pass runs in `steps.precision`, the backward pass, as autocast recommends, outside
     it. The sums are of the unweighted parts."""
-    x, y = data.train_x(generator), data.train.labels
-    perm = torch.randperm(len(x), generator=generator, device=x.device)
+    y = data.train.labels
+    perm = torch.randperm(len(y), generator=generator, device=y.device)
     sums: dict[str, torch.Tensor] = {}
     for idx in perm.split(batch_size):
         raise_if_interrupted()
+        x = data.train_batch(idx, generator)
         with steps.precision():
-            parts = steps.loss_parts(x[idx].float(), y[idx])
+            parts = steps.loss_parts(x, y[idx])
         steps.optimizer.zero_grad(set_to_none=True)
         steps.objective(parts).mean().backward()
         steps.optimizer.step()

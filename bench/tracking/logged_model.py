@@ -22,7 +22,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.types.schema import Schema, TensorSpec
 
 import models
-from bench.data import Dataset
+from bench.data.dataset import Dataset
 from models.base import LatentModel
 
 MODEL = "model"  # the logged model's name: runs:/<run id>/model

@@ -13,18 +13,18 @@ import torch
 from omegaconf import OmegaConf
 
 from bench.config import group_options
+from bench.data.dataset import Dataset, Split
+from bench.data.sources import source_images
+from bench.data.synthetic.families import FAMILIES, Density
+from bench.data.synthetic.linear import fit_linear
+from bench.data.synthetic.mixture import fit_mixture
 from bench.errors import BenchError
-from bench.synthetic.families import FAMILIES, Density
-from bench.synthetic.linear import fit_linear
-from bench.synthetic.mixture import fit_mixture
 
 FIT_VERSION = 1  # bump when a fit changes: cached fits of older versions are not reused
 STREAMS = {"train": 11, "val": 12, "test": 13}
 
 
-def load(cfg: Any, device: torch.device | str):
-    from bench.data import Dataset, Split
-
+def load(cfg: Any, device: torch.device | str) -> Dataset:
     _check_binarize(cfg)
     density, sha, side, source = fitted_density(cfg)
     splits = {}
@@ -37,7 +37,7 @@ def load(cfg: Any, device: torch.device | str):
         splits[split] = Split(x.to(device), labels.to(device))
     return Dataset(
         name=cfg.name,
-        image_shape=(side, side),
+        image_shape=(1, side, side),
         n_levels=2 if cfg.name == "mixture" else 0,
         n_classes=density.n_classes,
         binarize=cfg.binarize,
@@ -61,8 +61,6 @@ def fitted_density(cfg: Any) -> tuple[Density, dict[str, str], int, Path]:
     sha256 of the source files and of the fitted parameters, the images' side and the file the
     fit is kept in."""
     source_cfg = _source_config(cfg)
-    from bench.data import source_images
-
     levels, n_levels, source_sha = source_images(source_cfg)
     settings = _fit_settings(cfg) | {"source_sha256": source_sha}
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import torch
 
-from bench.estimators.iw import iw_terms
-from bench.estimators.optimal_q import Search, optimal_q
-from bench.estimators.stats import mean_se, paired_difference
+from bench.evaluation.estimators.iw import iw_terms
+from bench.evaluation.estimators.optimal_q import Search, optimal_q
+from bench.evaluation.estimators.stats import mean_se, paired_difference
 from models.base import LatentModel
 
 PROPOSALS = ("encoder", "optimal")  # the q whose IW bound stands for nll: the tighter one

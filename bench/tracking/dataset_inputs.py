@@ -9,7 +9,7 @@ from mlflow.entities import Dataset as MlflowDataset
 from mlflow.entities import DatasetInput, InputTag
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
-from bench.data import Dataset
+from bench.data.dataset import Dataset
 
 CONTEXTS = {"training": "train", "validation": "val", "test": "test"}
 DIGEST_CHARS = 16

@@ -9,12 +9,12 @@ from typing import Any
 
 import torch
 
-from bench.data import Dataset
-from bench.estimators.gaps import decompose
-from bench.estimators.iw import iw_terms, prefix_sizes
-from bench.estimators.optimal_q import Search
-from bench.estimators.stats import mean_se, paired_difference
-from bench.precision import autocast
+from bench.data.dataset import Dataset
+from bench.evaluation.estimators.gaps import decompose
+from bench.evaluation.estimators.iw import iw_terms, prefix_sizes
+from bench.evaluation.estimators.optimal_q import Search
+from bench.evaluation.estimators.stats import mean_se, paired_difference
+from bench.runtime.precision import autocast
 from models.base import LatentModel
 from models.kernels import compiled_kernels
 from models.likelihood import Gaussian
@@ -27,7 +27,7 @@ class EvalSettings:
     active_units_threshold: float = 0.01
     gap_examples: int = 0  # the first N test examples get the gap decomposition; 0: none
     search: Search = Search()
-    precision: str = "fp32"  # bench.precision
+    precision: str = "fp32"  # bench.runtime.precision
     compile: bool = False  # the likelihood's elementwise kernels compiled (models.kernels)
 
     @classmethod

@@ -6,30 +6,37 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from bench.data import Dataset
+from bench.data.dataset import Dataset
 from models.base import LatentModel
 
 MIN_GRID_PIXELS = 256  # small images (8x8 digits) are enlarged until a grid row is this wide
 PADDING, PAD_VALUE = 1, 0.5
 
 
+MODES = {1: "L", 3: "RGB", 4: "RGBA"}  # channels -> the PNG's mode
+
+
 def _save(flat: torch.Tensor, data: Dataset, path: Path, nrow: int) -> Path:
     images = flat.clamp(0, 1).reshape(-1, *data.image_shape).float().cpu()
-    scale = math.ceil(MIN_GRID_PIXELS / (nrow * data.image_shape[1]))
+    scale = math.ceil(MIN_GRID_PIXELS / (nrow * data.image_shape[-1]))
     images = images.repeat_interleave(scale, -2).repeat_interleave(scale, -1)  # nearest
     pixels = (grid(images, nrow) * 255 + 0.5).clamp(0, 255).to(torch.uint8)
-    Image.fromarray(pixels.numpy(), mode="L").save(path)
+    channels = pixels.shape[0]
+    array = pixels[0] if channels == 1 else pixels.permute(1, 2, 0)
+    Image.fromarray(array.contiguous().numpy(), mode=MODES[channels]).save(path)
     return path
 
 
 def grid(images: torch.Tensor, nrow: int) -> torch.Tensor:
-    """(N, H, W) images as one (rows*(H+p)+p, nrow*(W+p)+p) image, row by row, p = PADDING."""
-    n, h, w = images.shape
+    """(N, C, H, W) images as one (C, rows*(H+p)+p, nrow*(W+p)+p) image, row by row,
+    p = PADDING."""
+    n, c, h, w = images.shape
     rows = math.ceil(n / nrow)
-    out = torch.full((rows * (h + PADDING) + PADDING, nrow * (w + PADDING) + PADDING), PAD_VALUE)
+    shape = (c, rows * (h + PADDING) + PADDING, nrow * (w + PADDING) + PADDING)
+    out = torch.full(shape, PAD_VALUE)
     for i, image in enumerate(images):
         top, left = PADDING + (i // nrow) * (h + PADDING), PADDING + (i % nrow) * (w + PADDING)
-        out[top : top + h, left : left + w] = image
+        out[:, top : top + h, left : left + w] = image
     return out
 
 
@@ -44,10 +51,13 @@ def sample_grid(model: LatentModel, data: Dataset, path: Path, n: int = 64) -> P
 @torch.no_grad()
 def reconstruction_grid(model: LatentModel, data: Dataset, path: Path, n: int = 32) -> Path:
     """Odd rows: test inputs; even rows: the decoder mean at the posterior mean."""
+    n = min(n, len(data.test_x))
+    per_row = min(8, n)
+    n -= n % per_row
     x, y = data.test_x[:n], data.test.labels[:n]
     recon = model.likelihood.mean(model.decode(model.encode(x, y)[0], y))
-    pairs = torch.stack([x.reshape(-1, 8, x.shape[-1]), recon.reshape(-1, 8, x.shape[-1])], 1)
-    return _save(pairs.reshape(-1, x.shape[-1]), data, path, nrow=8)
+    rows = [a.reshape(-1, per_row, x.shape[-1]) for a in (x, recon)]
+    return _save(torch.stack(rows, 1).reshape(-1, x.shape[-1]), data, path, nrow=per_row)
 
 
 @torch.no_grad()

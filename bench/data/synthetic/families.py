@@ -1,7 +1,7 @@
 """The families of known density, by the `data=` name that draws from them."""
 
-from bench.synthetic.linear import LinearGaussian
-from bench.synthetic.mixture import BernoulliMixture
+from bench.data.synthetic.linear import LinearGaussian
+from bench.data.synthetic.mixture import BernoulliMixture
 
 Density = BernoulliMixture | LinearGaussian
 FAMILIES: dict[str, type[Density]] = {f.name: f for f in (BernoulliMixture, LinearGaussian)}

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from bench.errors import BenchError
-from bench.schedules import EarlyStopping
+from bench.training.schedules import EarlyStopping
 
 CheckpointWriter = Callable[[dict[str, Any]], None]
 FORMAT = 1
