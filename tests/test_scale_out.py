@@ -4,8 +4,6 @@ import os
 import re
 import shutil
 import signal
-import subprocess
-import sys
 import time
 
 import optuna
@@ -18,6 +16,7 @@ from bench.study.space import AskTellGridSampler
 from bench.study.storage import open_storage
 from tests.conftest import running_with_a_run, wait_for_trials
 from tests.servers import PASSWORD, fresh_database, mlflow_server, postgres, tcp_proxy
+from tests.workers import Worker
 
 GRID = [2, 3, 4, 5, 6, 8]
 FAST = ["study.heartbeat_seconds=1", "study.grace_seconds=4", "study.pruner=none"]
@@ -49,20 +48,10 @@ def experiment_of(request) -> str:
     return f"experiment={request.node.name}"
 
 
-def worker(tmp_path, storage, tracking, *extra):
-    args = [
-        sys.executable,
-        "-m",
-        "bench.run",
-        "study=smoke",
-        f"storage={storage}",
-        f"tracking_uri={tracking}",
-        *FAST,
-        *extra,
-    ]
-    return subprocess.Popen(
-        args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+def worker(tmp_path, storage, tracking, *extra, env=None) -> Worker:
+    """`python -m bench.run study=smoke ...`, forked from the harness already imported."""
+    args = ["study=smoke", f"storage={storage}", f"tracking_uri={tracking}", *FAST, *extra]
+    return Worker(args, tmp_path, env)
 
 
 def mlflow_runs(uri, experiment=None):
@@ -181,22 +170,9 @@ def test_tracking_server_lost_mid_trial_loses_no_finished_trial(tmp_path, pg, se
     """The worker reaches the server through a proxy; cutting the proxy is, to the worker, the
     server going down (connections reset, new ones refused); a new proxy is the server back."""
     experiment = experiment_of(request)
-    env = os.environ | {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
+    env = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
     with tcp_proxy(server) as uri:
-        args = [
-            sys.executable,
-            "-m",
-            "bench.run",
-            "study=smoke",
-            f"storage={pg}",
-            f"tracking_uri={uri}",
-            "trainer.epochs=40",
-            experiment,
-            *FAST,
-        ]
-        proc = subprocess.Popen(
-            args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
+        proc = worker(tmp_path, pg, uri, "trainer.epochs=40", experiment, env=env)
         wait_for_trials(
             pg,
             lambda trials: (
@@ -218,8 +194,8 @@ def test_tracking_server_lost_mid_trial_loses_no_finished_trial(tmp_path, pg, se
     kept = complete_z(study)
     assert len(kept) >= 1
     with tcp_proxy(server) as uri:  # back, at another address
-        rerun = [a if not a.startswith("tracking_uri=") else f"tracking_uri={uri}" for a in args]
-        assert subprocess.run(rerun, cwd=tmp_path, capture_output=True, timeout=600).returncode == 0
+        rerun = worker(tmp_path, pg, uri, "trainer.epochs=40", experiment, env=env)
+        assert rerun.wait(timeout=600) == 0, rerun.communicate()[1][-2000:]
         study = optuna.load_study(study_name="smoke-digits", storage=pg)
         assert complete_z(study) == [2, 4, 8] and set(kept) <= {2, 4, 8}
         assert len([t for t in study.trials if t.state == TrialState.COMPLETE]) == 3

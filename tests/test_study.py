@@ -2,7 +2,6 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import tarfile
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ from bench.run import main
 from bench.score import main as score_main
 from bench.study.space import build_pruner
 from tests.conftest import running_with_a_run, wait_for_trials
+from tests.workers import Worker
 
 
 @pytest.fixture
@@ -166,8 +166,8 @@ def test_grids_are_measured_unpruned_and_searches_pruned_after_the_warmup(study)
 
 
 def test_a_killed_study_resumes_to_its_target_with_no_running_leftovers(tmp_path, stores):
-    args = [sys.executable, "-m", "bench.run", "study=smoke", "trainer.epochs=40", *stores]
-    proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    args = ["study=smoke", "trainer.epochs=40", *stores]
+    proc = Worker(args, tmp_path)
     wait_for_trials(
         stores[1].split("=", 1)[1],
         lambda trials: (
@@ -186,8 +186,8 @@ def test_a_killed_study_resumes_to_its_target_with_no_running_leftovers(tmp_path
     text = (tmp_path / "r" / "smoke-digits" / "README.md").read_text()
     assert "1 trial(s) still running" in text and "| **best** |" in text
 
-    done = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr
+    done = Worker(args, tmp_path)
+    assert done.wait(timeout=600) == 0, done.communicate()[1]
     study = load(stores)
     complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
     assert sorted(t.params["model.z_dim"] for t in complete) == [2, 4, 8]
@@ -203,8 +203,8 @@ def test_a_killed_study_resumes_to_its_target_with_no_running_leftovers(tmp_path
 
 def test_sigterm_fails_the_trial_kills_its_run_and_a_rerun_completes(tmp_path, stores):
     one_point = ["study.space.model.z_dim=[2]", "trainer.epochs=120"]  # mid-trial when signalled
-    args = [sys.executable, "-m", "bench.run", "study=smoke", *one_point, *stores]
-    proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    args = ["study=smoke", *one_point, *stores]
+    proc = Worker(args, tmp_path)
     wait_for_trials(stores[1].split("=", 1)[1], running_with_a_run)
     started = time.monotonic()
     proc.send_signal(signal.SIGTERM)
@@ -215,7 +215,7 @@ def test_sigterm_fails_the_trial_kills_its_run_and_a_rerun_completes(tmp_path, s
     assert client.get_run(failed.user_attrs["mlflow_run_id"]).info.status == "KILLED"
     assert parent.info.status == "KILLED"
 
-    assert subprocess.run(args, cwd=tmp_path, capture_output=True, timeout=600).returncode == 0
+    assert Worker(args, tmp_path).wait(timeout=600) == 0
     study = load(stores)
     assert [t.params["model.z_dim"] for t in study.trials if t.state == TrialState.COMPLETE] == [2]
     _, parents, children = runs(stores)
@@ -224,7 +224,7 @@ def test_sigterm_fails_the_trial_kills_its_run_and_a_rerun_completes(tmp_path, s
 
 
 def two_workers(stores, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "bench.run", "study=smoke", "study.workers=2", *extra, *stores]
+    return ["study=smoke", "study.workers=2", *extra, *stores]
 
 
 def two_running(trials) -> bool:
@@ -237,14 +237,15 @@ def test_workers_on_one_machine_share_a_study_exactly(tmp_path, stores):
     grid = [2, 3, 4, 5, 6, 8]
     grid_args = [f"study.space.model.z_dim=[{','.join(map(str, grid))}]", "study.pruner=none"]
     args = two_workers(stores, "trainer.epochs=30", *grid_args)
-    done = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr
-    assert "warning" not in done.stderr
+    worker = Worker(args, tmp_path)
+    code, (stdout, stderr) = worker.wait(timeout=600), worker.communicate()
+    assert code == 0, stderr
+    assert "warning" not in stderr
     study = load(stores)
     assert states(study) == ["COMPLETE"] * len(grid)  # none more than the target
     assert sorted(t.params["model.z_dim"] for t in study.trials) == grid
     assert len({t.user_attrs["worker"] for t in study.trials}) == 2
-    assert done.stdout.count(": COMPLETE") == len(grid)  # both workers' lines reach the console
+    assert stdout.count(": COMPLETE") == len(grid)  # both workers' lines reach the console
     _, (parent,), children = runs(stores)
     assert parent.info.status == "FINISHED" and parent.data.metrics["trials_complete"] == 6
     assert sorted(c.info.status for c in children) == ["FINISHED"] * len(grid)
@@ -252,7 +253,7 @@ def test_workers_on_one_machine_share_a_study_exactly(tmp_path, stores):
 
 def test_sigterm_stops_every_local_worker_and_loses_nothing(tmp_path, stores):
     args = two_workers(stores, "trainer.epochs=400")
-    proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = Worker(args, tmp_path)
     wait_for_trials(stores[1].split("=", 1)[1], two_running)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 130
