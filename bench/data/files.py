@@ -10,6 +10,7 @@ bench.data.arrays. The dataset's name is the path's (data.name), its digest the 
 
 import hashlib
 import zipfile
+from collections.abc import Mapping
 from os.path import expanduser
 from pathlib import Path
 from typing import Any
@@ -72,22 +73,23 @@ def _read(path: Path):
         return x, y, None, None, {f"{path.name} folder": sha}
     sha = {path.name: hashlib.sha256(path.read_bytes()).hexdigest()}
     if path.suffix.lower() == ".npy":
-        return _load(path, np.load), None, None, None, sha
+        return _load(path), None, None, None, sha
     if path.suffix.lower() == ".npz":
-        with _load(path, np.load) as arrays:
-            x, y, tx, ty = _npz_arrays(path, {k: arrays[k] for k in arrays.files})
+        with _load(path) as arrays:  # only the arrays used are decompressed
+            x, y, tx, ty = _npz_arrays(path, arrays)
         return x, y, tx, ty, sha
     raise BenchError(f"{path}: not an .npz, an .npy or a folder of images")
 
 
-def _load(path: Path, reader):
+def _load(path: Path):
+    """np.load of an .npy (the array) or an .npz (its lazy mapping of arrays), never pickles."""
     try:
-        return reader(path, allow_pickle=False)
+        return np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
         raise BenchError(f"{path}: unreadable as {path.suffix}: {e}") from None
 
 
-def _npz_arrays(path: Path, arrays: dict[str, np.ndarray]):
+def _npz_arrays(path: Path, arrays: Mapping[str, np.ndarray]):
     def first(keys: tuple[str, ...]) -> np.ndarray | None:
         return next((arrays[k] for k in keys if k in arrays), None)
 
