@@ -73,19 +73,28 @@ def tracking_uri(tmp_path: Path) -> str:
 def wait_for_trials(storage: str, predicate, study: str = "smoke-digits", timeout: float = 300):
     """Poll the study (which may not exist yet) until `predicate(trials)`; its trials. Each
     poll's connection is closed at once (NullPool): a storage per poll would otherwise keep its
-    pool until collected, and a slow test ran PostgreSQL out of connections."""
+    pool until collected, and a slow test ran PostgreSQL out of connections. The poll only reads:
+    it never creates Optuna's tables, which the workers create under their study lock (a poll
+    creating them too raced a worker started at the same moment: DuplicateTable)."""
     import time
 
     import optuna
+    from sqlalchemy.exc import SQLAlchemyError
     from sqlalchemy.pool import NullPool
 
+    NOT_YET = (SQLAlchemyError, optuna.exceptions.StorageInternalError)  # noqa: N806
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         time.sleep(0.5)
-        polled = optuna.storages.RDBStorage(storage, engine_kwargs={"poolclass": NullPool})
+        try:
+            polled = optuna.storages.RDBStorage(
+                storage, engine_kwargs={"poolclass": NullPool}, skip_table_creation=True
+            )
+        except NOT_YET:  # no tables yet
+            continue
         try:
             trials = optuna.load_study(study_name=study, storage=polled).get_trials()
-        except KeyError:
+        except (KeyError, *NOT_YET):  # no study (or no tables) yet
             continue
         finally:
             polled.engine.dispose()
