@@ -9,6 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from bench.data.files import dataset_name
+from bench.data.named.sets import NAMED
 from bench.data.synthetic.families import FAMILIES
 from bench.errors import BenchError
 from bench.runtime.precision import PRECISIONS
@@ -134,6 +135,8 @@ def _validate_study(study: DictConfig) -> None:
 
 def labelled(data: str) -> bool:
     """Whether a dataset's images carry class labels (what cvae conditions on)."""
+    if data in NAMED:
+        return NAMED[data].labelled
     family = FAMILIES.get(data)
     return family is None or family.labelled
 

@@ -81,6 +81,8 @@ def tcp_proxy(target: str) -> Iterator[str]:
                 return
             server = socket.create_connection((upstream.hostname, upstream.port))
             live.extend((client, server))
+            for end in (client, server):  # relayed in pieces, each would wait for a delayed ACK
+                end.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             for source, sink in ((client, server), (server, client)):
                 threading.Thread(target=pipe, args=(source, sink), daemon=True).start()
 

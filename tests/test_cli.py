@@ -147,7 +147,10 @@ def test_tracking_uri_from_the_environment(tmp_path, monkeypatch):
 
 BAD_INPUT = [
     (["model=nosuch"], f"unknown model 'nosuch': choose one of {', '.join(variant_names())}"),
-    (["data=nosuch"], "unknown dataset 'nosuch': choose one of digits, fashion-mnist,"),
+    (
+        ["data=nosuch"],
+        "unknown dataset 'nosuch': choose one of celeba, cifar10, digits, fashion-mnist,",
+    ),
     (["study=nosuch"], "unknown study 'nosuch': choose one of beta, hdim, smoke, variance,"),
     (["model.z_dim=0"], "model.z_dim must be an integer >= 1"),
     (["model.likelihood=gaussian", "model.output_variance=0"], "model.output_variance must be"),
@@ -165,7 +168,7 @@ BAD_INPUT = [
     (["study=zdim", "study.sampler=nosuch"], "study.sampler must be one of grid, tpe, random"),
     (
         ["model=cvae", "data=linear", "model.likelihood=gaussian"],
-        "model=cvae conditions on labels and data=linear has none: choose one of digits,",
+        "model=cvae conditions on labels and data=linear has none: choose one of cifar10, digits,",
     ),
 ]
 

@@ -8,6 +8,8 @@ import yaml
 from omegaconf import ListConfig
 
 from bench.config import group_options, load_config, validate
+from bench.data.named.sets import NAMED
+from bench.data.sources import SYNTHETIC
 from bench.errors import BenchError
 from bench.run import main
 from models import variant_names
@@ -65,6 +67,7 @@ def test_data_config_composes_and_is_named_as_its_file(name):
     continuous = ["model.likelihood=gaussian"] if name == "linear" else []
     cfg = load_config([f"data={name}", *continuous])
     assert cfg.data.name == name and cfg.data.binarize in ("dynamic", "static", "none")
+    assert name in {"digits", "files", *SYNTHETIC, *NAMED}  # a reader for every data config
 
 
 @pytest.mark.parametrize("name", group_options("recipe"))

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from bench.data.load import load
-from bench.data.sources import IDX_FILES
+from bench.data.named.idx_sets import IDX_FILES
 from bench.errors import BenchError
 from bench.run import main
 from tests.conftest import config, write_idx, write_mnist_like

@@ -75,12 +75,23 @@ def test_a_folder_with_train_test_and_class_folders(tmp_path):
     write_pngs(tmp_path / "set" / "train", x[:16], labels=[i % 2 for i in range(16)])
     write_pngs(tmp_path / "set" / "test", x[16:], labels=[i % 2 for i in range(8)])
     (tmp_path / "set" / "train" / "README.txt").write_text("not an image: skipped")
-    data = load(files(tmp_path / "set", "data.val_size=4").data)
+    cache = f"data.cache={tmp_path / 'decoded'}"
+    data = load(files(tmp_path / "set", "data.val_size=4", cache).data)
     assert data.name == "set" and data.image_shape == (3, 9, 7) and data.n_classes == 2
     assert torch.equal(
         data.test.levels, torch.from_numpy(x[16:].transpose(0, 3, 1, 2).copy()).flatten(1)
     )
     assert data.test.labels.tolist() == [i % 2 for i in range(8)]
+    entries = sorted((tmp_path / "decoded").iterdir())  # train/ and test/, decoded once
+    again = load(files(tmp_path / "set", "data.val_size=4", cache).data)
+    assert torch.equal(again.test.levels, data.test.levels) and again.sha256 == data.sha256
+    assert sorted((tmp_path / "decoded").iterdir()) == entries and len(entries) == 2
+    write_pngs(tmp_path / "set" / "test", x[:1], labels=[1])  # class1/0.png added
+    changed = load(files(tmp_path / "set", "data.val_size=4", cache).data)
+    assert changed.sha256 != data.sha256 and len(list((tmp_path / "decoded").iterdir())) == 3
+    assert torch.equal(
+        changed.test.levels[1], data.train.levels.new_tensor(x[0].transpose(2, 0, 1)).flatten()
+    )
 
 
 def test_a_folder_of_binary_pngs_is_binary(tmp_path):

@@ -9,7 +9,7 @@ from pathlib import Path
 from bench.runtime.faults import KILL_AT
 
 CONTEXT = multiprocessing.get_context("forkserver")
-CONTEXT.set_forkserver_preload(["bench.run", "bench.report.markdown"])
+CONTEXT.set_forkserver_preload(["bench.run", "bench.report.markdown", "tests.worker_preload"])
 
 
 def _work(

@@ -26,8 +26,8 @@ BINARIZE = ("dynamic", "static", "none")
 @dataclass
 class RawImages:
     """A dataset as its reader gives it, before the splits are held out: images (N, C, H, W) as
-    uint8 levels (float32 in [0, 1] for continuous data), labels or None, and the test split
-    when the source has one."""
+    uint8 levels (float32 in [0, 1] for continuous data), labels or None, and the test and
+    validation splits when the source has its own."""
 
     images: torch.Tensor
     labels: torch.Tensor | None
@@ -36,6 +36,8 @@ class RawImages:
     n_levels: int  # 0: continuous
     sha256: dict[str, str]
     source: str  # URI of what was read
+    val_images: torch.Tensor | None = None
+    val_labels: torch.Tensor | None = None
 
 
 @dataclass

@@ -30,12 +30,12 @@ TEST_KEYS = ("x_test", "y_test")
 
 def read_files(cfg: Any) -> RawImages:
     path = _existing(cfg.path, "data.path")
-    images, labels, test_images, test_labels, sha = _read(path)
+    images, labels, test_images, test_labels, sha = _read(path, cfg.get("cache"))
     if cfg.get("test_path"):
         if test_images is not None:
             raise BenchError(f"{path} has a test split already: leave data.test_path unset")
         test_path = _existing(cfg.test_path, "data.test_path")
-        test_images, test_labels, _, _, test_sha = _read(test_path)
+        test_images, test_labels, _, _, test_sha = _read(test_path, cfg.get("cache"))
         sha |= {f"test {k}": v for k, v in test_sha.items()}
     train, n_levels = image_levels(images, cfg.layout, str(path))
     train_labels = None if labels is None else labels_of(labels, len(train), str(path))
@@ -62,14 +62,14 @@ def _existing(value: Any, key: str) -> Path:
     return path
 
 
-def _read(path: Path):
+def _read(path: Path, cache: str | None):
     """(images, labels, test images, test labels, sha256s) as arrays, as the path holds them."""
     if path.is_dir():
         splits = [path / "train", path / "test"]
         if all(s.is_dir() for s in splits):
-            (x, y, train_sha), (tx, ty, test_sha) = (read_folder(s) for s in splits)
+            (x, y, train_sha), (tx, ty, test_sha) = (read_folder(s, cache) for s in splits)
             return x, y, tx, ty, {"train folder": train_sha, "test folder": test_sha}
-        x, y, sha = read_folder(path)
+        x, y, sha = read_folder(path, cache)
         return x, y, None, None, {f"{path.name} folder": sha}
     sha = {path.name: hashlib.sha256(path.read_bytes()).hexdigest()}
     if path.suffix.lower() == ".npy":

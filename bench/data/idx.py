@@ -41,11 +41,11 @@ def read_idx(path: Path, ndim: int) -> np.ndarray:
 
 
 def read_split(images: Path, labels: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(N, H*W) pixel levels and their N labels, checked to match."""
+    """(N, H, W) pixel levels and their N labels, checked to match."""
     x, y = read_idx(images, 3), read_idx(labels, 1)
     if len(x) != len(y):
         raise _bad(labels, f"{len(y)} labels for the {len(x)} images of {images.name}")
-    return x.reshape(len(x), -1), y
+    return x, y
 
 
 def _bad(path: Path, reason: str) -> BenchError:

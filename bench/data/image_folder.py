@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from bench.data.decoded_cache import cached
 from bench.errors import BenchError
 
 TO_MODE = {"1": "L", "L": "L", "LA": "L", "P": "RGB", "RGB": "RGB", "RGBA": "RGB", "CMYK": "RGB"}
@@ -39,23 +40,31 @@ def image_files(folder: Path) -> tuple[list[Path], list[int] | None]:
     return [p for p, _ in pairs], [label for _, label in pairs]
 
 
-def read_folder(folder: Path) -> tuple[np.ndarray, np.ndarray | None, str]:
+def read_folder(
+    folder: Path, cache_dir: str | None = None
+) -> tuple[np.ndarray, np.ndarray | None, str]:
     """(N, H, W) or (N, H, W, 3) uint8 images, labels or None, and the sha256 over the files'
-    names and contents."""
+    names and contents; decoded once into `cache_dir` (bench.data.decoded_cache) when given."""
     files, labels = image_files(folder)
     if not files:
         raise BenchError(
             f"{folder}: no images (any format Pillow reads, in it or in class folders)"
         )
-    decoded, digest = [], hashlib.sha256()
-    for path in files:
-        content = path.read_bytes()
-        digest.update(f"{path.relative_to(folder)}\0".encode() + hashlib.sha256(content).digest())
-        decoded.append(_decode(path, content))
-    return _stack(files, decoded), None if labels is None else np.array(labels), digest.hexdigest()
+
+    def build() -> tuple[dict[str, np.ndarray], str]:
+        decoded, digest = [], hashlib.sha256()
+        for path in files:
+            content = path.read_bytes()
+            name = f"{path.relative_to(folder)}\0".encode()
+            digest.update(name + hashlib.sha256(content).digest())
+            decoded.append(decode_image(path, content))
+        return {"images": _stack(files, decoded)}, digest.hexdigest()
+
+    arrays, digest = cached(cache_dir, files, {"reader": "image_folder"}, build)
+    return arrays["images"], None if labels is None else np.array(labels), digest
 
 
-def _decode(path: Path, content: bytes) -> Image.Image:
+def decode_image(path: Path, content: bytes) -> Image.Image:
     try:
         image = Image.open(io.BytesIO(content))
         image.load()

@@ -21,9 +21,9 @@ def load(cfg: Any, device: torch.device | str = "cpu") -> Dataset:
     raw = read(cfg)
     labelled = raw.labels is not None
     rest, test = _test_split(raw, cfg)
-    train, val = hold_out(rest, count(cfg.val_size, len(rest), "data.val_size"), int(cfg.seed))
+    train, val = _val_split(raw, rest, cfg)
     to = lambda s: Split(s.levels.to(device), s.labels.to(device))  # noqa: E731
-    labels = torch.cat([rest.labels, test.labels])
+    labels = torch.cat([train.labels, val.labels, test.labels])
     return Dataset(
         name=cfg.name,
         train=to(train),
@@ -49,6 +49,19 @@ def _test_split(raw: RawImages, cfg: Any) -> tuple[Split, Split]:
     n_test = count(cfg.get("test_size", 0.1), len(everything), "data.test_size")
     rest, test = hold_out(everything, n_test, int(cfg.seed) + 1)
     return rest, test
+
+
+def _val_split(raw: RawImages, rest: Split, cfg: Any) -> tuple[Split, Split]:
+    """The training and validation splits: the source's own when data.val_size is null, else
+    held out of the rest (with the source's validation images, if any) with the data seed."""
+    own = None if raw.val_images is None else _split(raw.val_images, raw.val_labels)
+    if cfg.get("val_size") is None:
+        if own is None:
+            raise BenchError(f"data.val_size is null and {cfg.name} has no validation split")
+        return rest, own
+    if own is not None:
+        rest = Split(torch.cat([rest.levels, own.levels]), torch.cat([rest.labels, own.labels]))
+    return hold_out(rest, count(cfg.val_size, len(rest), "data.val_size"), int(cfg.seed))
 
 
 def _split(images: torch.Tensor, labels: torch.Tensor | None) -> Split:

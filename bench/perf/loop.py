@@ -17,7 +17,7 @@ from bench.cli import run_parsed
 from bench.config import load_config
 from bench.data.dataset import Dataset
 from bench.data.load import load
-from bench.data.sources import TORCHVISION_CLASSES
+from bench.data.named.idx_sets import TORCHVISION_CLASSES
 from bench.job import build_model
 from bench.perf.blocks import write_block
 from bench.perf.evaluator import evaluator_rows, modes

@@ -16,7 +16,7 @@ from torchvision import datasets, transforms
 from torchvision.utils import save_image
 
 from bench.data.dataset import Dataset
-from bench.data.sources import TORCHVISION_CLASSES
+from bench.data.named.idx_sets import TORCHVISION_CLASSES
 from bench.perf.machine import synchronize
 
 
