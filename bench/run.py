@@ -2,7 +2,8 @@
 
 Train, evaluate and track one run, or with `study=NAME` (zdim, hdim, variance, variants, smoke)
 an Optuna study of such runs. Overrides are Hydra's: choose a config group with
-`model=vae|ae|l2reg|cvae` and `data=digits|mnist|fashion-mnist|kmnist`, set any key with
+`model=vae|ae|l2reg|cvae|iwae|beta-vae` and `data=digits|mnist|fashion-mnist|kmnist|cifar10|
+svhn|celeba|omniglot|mixture|linear|files`, set any key with
 `trainer.epochs=5`, `model.z_dim=10`, `eval.k=5000`, `study.n_trials=20`, `tracking_uri=...`,
 `storage=postgresql://...`. The defaults:
 """
@@ -69,7 +70,9 @@ def _run(cfg: DictConfig, args: list[str]) -> None:
     if cfg.get("study") is not None:
         from bench.report.markdown import write_report  # matplotlib: only a study's last step
 
-        _print_study(cfg, run_study(cfg, args, progress_flag(cfg)), write_report(cfg))
+        result = run_study(cfg, args, progress_flag(cfg))
+        report = write_report(cfg) if result.ended_here else None
+        _print_study(cfg, result, report or f"python -m bench.report {' '.join(args)}")
     else:
         _print_run(cfg, *run_single(cfg))
 
@@ -85,7 +88,7 @@ def _print_run(cfg: DictConfig, experiment: str, run_id: str, metrics: dict[str,
     print("\n".join(mlflow_runs.ui_links(uri, experiment, run_id)))
 
 
-def _print_study(cfg: DictConfig, result: StudyResult, report: Path) -> None:
+def _print_study(cfg: DictConfig, result: StudyResult, report: Path | str) -> None:
     print(best_trials_table(result.study))
     uri = mlflow_runs.tracking_uri(cfg.tracking_uri)
     print(f"optuna: study {result.study.study_name!r} in {redact(result.storage)}")
@@ -94,7 +97,12 @@ def _print_study(cfg: DictConfig, result: StudyResult, report: Path) -> None:
     print(f"optuna-dashboard {dashboard}{hint}")
     print(f"mlflow: parent run {result.parent_run_id} (one child run per trial) at {redact(uri)}")
     print("\n".join(mlflow_runs.ui_links(uri, result.experiment_id)))
-    print(f"report: {report}")
+    if isinstance(report, Path):
+        print(f"report: {report}")
+    else:  # one report, by the worker whose trial ended the study, not one per worker
+        print(
+            f"report: by the worker that finished the last trial; here: {without_password(report)}"
+        )
 
 
 def progress_flag(cfg: DictConfig) -> bool | None:

@@ -82,6 +82,11 @@ def test_three_workers_share_one_grid_study_exactly(tmp_path, pg, server, reques
     assert complete_z(study) == GRID, log  # every grid point once, no duplicates
     workers = {t.user_attrs["worker"] for t in study.trials}
     assert len(workers) >= 2, log  # the trials really were shared
+    writers = [out for out, _ in outs if "report: reports/smoke-digits/README.md" in out]
+    assert 1 <= len(writers) < 3, log  # the last trial's worker (two, if their tells raced)
+    assert "here: python -m bench.report study=smoke" in "".join(
+        o for o, _ in outs if o not in writers
+    )
     _, (parent,), children = mlflow_runs(server, experiment)
     assert parent.info.status == "FINISHED" and len(children) == len(GRID)
     assert {c.info.status for c in children} == {"FINISHED"}

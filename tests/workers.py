@@ -24,8 +24,11 @@ def _work(
     if logs is not None:  # what Popen's pipes would have caught
         for fd, path in zip((1, 2), logs, strict=True):
             os.dup2(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), fd)
+    import torch
+
     from bench.run import main
 
+    torch.set_num_threads(1)  # workers stand for machines of their own: here they share 2 cores
     code = main(args)
     sys.stdout.flush()
     sys.stderr.flush()

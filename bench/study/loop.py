@@ -47,6 +47,7 @@ class StudyResult:
     parent_run_id: str
     target: int
     experiment_id: str
+    ended_here: bool  # this worker's trial finished the study last, or it ran none
 
 
 @dataclass
@@ -91,7 +92,7 @@ def run_study(cfg: DictConfig, overrides: list[str], progress: bool | None = Non
     )
     helpers = start_helpers(spec.workers, overrides)
     try:
-        _work(worker, wanted, bar)
+        ended_here = _work(worker, wanted, bar)
     except BaseException as e:
         join_helpers(helpers, interrupted=True)
         if isinstance(e, KeyboardInterrupt):
@@ -104,7 +105,7 @@ def run_study(cfg: DictConfig, overrides: list[str], progress: bool | None = Non
     with study_lock(url, spec.name):  # finishing workers would race on the same tags
         close_orphan_runs(study, client, experiment)
         finish_parent(client, parent, study)
-    return StudyResult(study, url, parent, wanted, experiment)
+    return StudyResult(study, url, parent, wanted, experiment, ended_here)
 
 
 def finished(study: optuna.Study) -> int:
@@ -118,8 +119,10 @@ def finished(study: optuna.Study) -> int:
     )
 
 
-def _work(worker: Worker, wanted: int, bar: tqdm) -> None:
-    """Run trials until the study has `wanted` finished ones, waiting on other workers' trials."""
+def _work(worker: Worker, wanted: int, bar: tqdm) -> bool:
+    """Run trials until the study has `wanted` finished ones, waiting on other workers' trials;
+    whether this worker ended the study (its trial was the last to finish, or it ran none)."""
+    ran_any = ended = False
     while True:
         raise_if_interrupted()
         mlflow_runs.check_reachable(worker.client.tracking_uri)
@@ -129,9 +132,11 @@ def _work(worker: Worker, wanted: int, bar: tqdm) -> None:
             sys.stdout.flush()
         done = finished(worker.study)
         bar.update(min(done, wanted) - bar.n)
-        if claimed is None:
-            if done >= wanted:
-                return
+        if claimed is not None:
+            ran_any, ended = True, done >= wanted
+        elif done >= wanted:
+            return ended or not ran_any
+        else:
             time.sleep(min(worker.heartbeat_seconds, IDLE_POLL_SECONDS))
 
 
