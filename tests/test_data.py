@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from mlflow.tracking import MlflowClient
 
 from bench.data.load import load
 from bench.data.named.idx_sets import IDX_FILES
@@ -108,8 +109,10 @@ def test_offline_cli_is_one_line(tmp_path, tracking_uri):
         cwd=tmp_path,
         timeout=300,
     )
-    assert out.returncode != 0
+    assert out.returncode == 2
     assert out.stderr.startswith("error: kmnist not found in") and out.stderr.count("\n") == 1
+    client = MlflowClient(tracking_uri)  # refused before any run was made
+    assert client.search_runs([e.experiment_id for e in client.search_experiments()]) == []
 
 
 def truncated(payload: bytes) -> bytes:

@@ -36,6 +36,12 @@ def read(cfg: Any) -> RawImages:
     raise BenchError(f"unknown dataset {cfg.name!r}: choose one of {names}")
 
 
+def fetch_files(cfg: Any) -> None:
+    """A named set's files found or downloaded (one line when neither works), before any run."""
+    if cfg.get("format") != "files" and cfg.name in NAMED:
+        fetch(NAMED[cfg.name], cfg)
+
+
 def _digits(cfg: Any) -> RawImages:
     """All 1,797 images: their test split is held out as the user's files' are (data.test_size,
     with the data seed + 1)."""
