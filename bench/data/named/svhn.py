@@ -20,7 +20,12 @@ SPLITS = {"train": "train_32x32.mat", "test": "test_32x32.mat"}
 
 def read_mat(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     """(images (N, 3, 32, 32) uint8, labels (N,) int64 in 0..9) of one split."""
-    import scipy.io
+    try:
+        import scipy.io
+    except ImportError:
+        raise BenchError(
+            "svhn: reading its .mat files needs SciPy: pip install 'vae-bench[named-sets]'"
+        ) from None
 
     try:
         mat = scipy.io.loadmat(path, variable_names=["X", "y"])
