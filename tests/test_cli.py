@@ -12,6 +12,7 @@ from mlflow.tracking import MlflowClient
 
 from bench.run import main
 from models import variant_names
+from tests.workers import Worker
 
 EPOCH_METRICS = [
     f"{split}/{part}"
@@ -201,19 +202,7 @@ def test_help_prints_the_defaults(capsys):
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupt_ends_the_run_killed_and_keeps_finished_epochs(tmp_path, tracking_uri, sig):
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bench.run",
-            "trainer.epochs=100000",
-            f"tracking_uri={tracking_uri}",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=tmp_path,
-    )
+    proc = Worker(["trainer.epochs=100000", f"tracking_uri={tracking_uri}"], tmp_path)
     client = MlflowClient(tracking_uri)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:  # wait until at least two epochs are logged
@@ -222,7 +211,7 @@ def test_interrupt_ends_the_run_killed_and_keeps_finished_epochs(tmp_path, track
         if runs and len(client.get_metric_history(runs[0].info.run_id, "val/neg_elbo")) >= 2:
             break
     proc.send_signal(sig)
-    _, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=60)  # a forked `python -m bench.run`, as the CLI runs it
     assert proc.returncode != 0 and "Traceback" not in err
     (run,) = all_runs(tracking_uri)[1]
     assert run.info.status == "KILLED"

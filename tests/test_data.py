@@ -1,6 +1,3 @@
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +10,7 @@ from bench.data.named.idx_sets import IDX_FILES
 from bench.errors import BenchError
 from bench.run import main
 from tests.conftest import config, write_idx, write_mnist_like
+from tests.workers import Worker
 
 OFFLINE = {"http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9", "no_proxy": ""}
 
@@ -93,24 +91,11 @@ def test_missing_data_without_download(tmp_path):
 
 
 def test_offline_cli_is_one_line(tmp_path, tracking_uri):
-    env = os.environ | OFFLINE
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.run",
-            "data=kmnist",
-            f"data.root={tmp_path}",
-            f"tracking_uri={tracking_uri}",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=300,
-    )
-    assert out.returncode == 2
-    assert out.stderr.startswith("error: kmnist not found in") and out.stderr.count("\n") == 1
+    args = ["data=kmnist", f"data.root={tmp_path}", f"tracking_uri={tracking_uri}"]
+    worker = Worker(args, tmp_path, env=OFFLINE)  # a forked `python -m bench.run`, offline
+    _, stderr = worker.communicate(timeout=300)
+    assert worker.returncode == 2
+    assert stderr.startswith("error: kmnist not found in") and stderr.count("\n") == 1
     client = MlflowClient(tracking_uri)  # refused before any run was made
     assert client.search_runs([e.experiment_id for e in client.search_experiments()]) == []
 
