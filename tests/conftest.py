@@ -2,6 +2,7 @@ import gzip
 import shutil
 import sqlite3
 import struct
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +64,16 @@ def _run_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty_mlflow_st
     ./mlflow.db starts as a copy of the empty store."""
     shutil.copyfile(empty_mlflow_store, tmp_path / "mlflow.db")
     monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[str]:
+    """One throwaway PostgreSQL cluster for the session; each test takes a database of its own
+    (fresh_database)."""
+    from tests.servers import postgres
+
+    with postgres() as url:
+        yield url
 
 
 @pytest.fixture

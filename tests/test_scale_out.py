@@ -15,17 +15,11 @@ from bench.run import main
 from bench.study.space import AskTellGridSampler
 from bench.study.storage import open_storage
 from tests.conftest import running_with_a_run, wait_for_trials
-from tests.servers import PASSWORD, fresh_database, mlflow_server, postgres, tcp_proxy
+from tests.servers import PASSWORD, fresh_database, mlflow_server, tcp_proxy
 from tests.workers import Worker
 
 GRID = [2, 3, 4, 5, 6, 8]
 FAST = ["study.heartbeat_seconds=1", "study.grace_seconds=4", "study.pruner=none"]
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    with postgres() as url:
-        yield url
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 
 from bench.run import main
 from bench.tracking.redaction import redact, without_password
-from tests.servers import PASSWORD, fresh_database, postgres
+from tests.servers import PASSWORD, fresh_database
 
 
 def database_text(url: str) -> str:
@@ -31,24 +31,23 @@ def files_containing(folder: Path, secret: bytes) -> list[Path]:
     return [p for p in folder.rglob("*") if p.is_file() and secret in p.read_bytes()]
 
 
-def test_the_password_is_written_nowhere(tmp_path, capfd, monkeypatch):
-    with postgres() as cluster:
-        optuna_db = fresh_database(cluster, "optuna")
-        mlflow_db = fresh_database(cluster, "mlflow")
-        args = [
-            "study=smoke",
-            "study.space.model.z_dim=[2]",
-            "trainer.epochs=1",
-            f"storage={optuna_db}",
-            f"tracking_uri={mlflow_db}",
-        ]
-        assert main(args) == 0
-        assert main([*args, "study.name=smoke-digits", "model.h_dim=65"]) == 2  # other config
-        monkeypatch.setenv("PGPASSWORD", PASSWORD)  # libpq's way: no password in the URLs
-        free = [a if "://" not in a else a.replace(f":{PASSWORD}@", "@") for a in args]
-        assert main([*free, "study.n_trials=1"]) == 0  # the same study, resumed
-        out, err = capfd.readouterr()
-        stored = {"MLflow store": database_text(mlflow_db), "Optuna": study_attrs(optuna_db)}
+def test_the_password_is_written_nowhere(tmp_path, capfd, monkeypatch, cluster):
+    optuna_db = fresh_database(cluster, "optuna")
+    mlflow_db = fresh_database(cluster, "mlflow")
+    args = [
+        "study=smoke",
+        "study.space.model.z_dim=[2]",
+        "trainer.epochs=1",
+        f"storage={optuna_db}",
+        f"tracking_uri={mlflow_db}",
+    ]
+    assert main(args) == 0
+    assert main([*args, "study.name=smoke-digits", "model.h_dim=65"]) == 2  # other config
+    monkeypatch.setenv("PGPASSWORD", PASSWORD)  # libpq's way: no password in the URLs
+    free = [a if "://" not in a else a.replace(f":{PASSWORD}@", "@") for a in args]
+    assert main([*free, "study.n_trials=1"]) == 0  # the same study, resumed
+    out, err = capfd.readouterr()
+    stored = {"MLflow store": database_text(mlflow_db), "Optuna": study_attrs(optuna_db)}
     assert PASSWORD not in out + err
     assert f"optuna-dashboard {without_password(optuna_db)}" in out
     assert "error: study 'smoke-digits' in postgresql://bench:***@" in err
