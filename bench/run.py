@@ -9,7 +9,6 @@ svhn|celeba|omniglot|mixture|linear|files`, set any key with
 """
 
 import sys
-from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -73,8 +72,12 @@ def _run(cfg: DictConfig, args: list[str]) -> None:
         from bench.report.markdown import write_report  # matplotlib: only a study's last step
 
         result = run_study(cfg, args, progress_flag(cfg))
-        report = write_report(cfg) if result.ended_here else None
-        _print_study(cfg, result, report or f"python -m bench.report {' '.join(args)}")
+        if result.ended_here:
+            report = str(write_report(cfg))
+        else:  # one report, by the worker whose trial ended the study, not one per worker
+            here = without_password(f"python -m bench.report {' '.join(args)}")
+            report = f"by the worker that finished the last trial; here: {here}"
+        _print_study(cfg, result, report)
     else:
         _print_run(cfg, *run_single(cfg))
 
@@ -90,7 +93,7 @@ def _print_run(cfg: DictConfig, experiment: str, run_id: str, metrics: dict[str,
     print("\n".join(mlflow_runs.ui_links(uri, experiment, run_id)))
 
 
-def _print_study(cfg: DictConfig, result: StudyResult, report: Path | str) -> None:
+def _print_study(cfg: DictConfig, result: StudyResult, report: str) -> None:
     print(best_trials_table(result.study))
     uri = mlflow_runs.tracking_uri(cfg.tracking_uri)
     print(f"optuna: study {result.study.study_name!r} in {redact(result.storage)}")
@@ -99,12 +102,7 @@ def _print_study(cfg: DictConfig, result: StudyResult, report: Path | str) -> No
     print(f"optuna-dashboard {dashboard}{hint}")
     print(f"mlflow: parent run {result.parent_run_id} (one child run per trial) at {redact(uri)}")
     print("\n".join(mlflow_runs.ui_links(uri, result.experiment_id)))
-    if isinstance(report, Path):
-        print(f"report: {report}")
-    else:  # one report, by the worker whose trial ended the study, not one per worker
-        print(
-            f"report: by the worker that finished the last trial; here: {without_password(report)}"
-        )
+    print(f"report: {report}")
 
 
 def progress_flag(cfg: DictConfig) -> bool | None:

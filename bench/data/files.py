@@ -8,7 +8,6 @@ held out (data.test_size); the validation split always is (data.val_size). Layou
 bench.data.arrays. The dataset's name is the path's (data.name), its digest the files'.
 """
 
-import hashlib
 import zipfile
 from collections.abc import Mapping
 from os.path import expanduser
@@ -21,6 +20,7 @@ import torch
 from bench.data.arrays import image_levels, labels_of
 from bench.data.dataset import RawImages
 from bench.data.image_folder import read_folder
+from bench.data.sha import file_sha256
 from bench.errors import BenchError
 
 IMAGE_KEYS = ("x_train", "x", "images")
@@ -71,7 +71,7 @@ def _read(path: Path, cache: str | None):
             return x, y, tx, ty, {"train folder": train_sha, "test folder": test_sha}
         x, y, sha = read_folder(path, cache)
         return x, y, None, None, {f"{path.name} folder": sha}
-    sha = {path.name: hashlib.sha256(path.read_bytes()).hexdigest()}
+    sha = {path.name: file_sha256(path)}
     if path.suffix.lower() == ".npy":
         return _load(path), None, None, None, sha
     if path.suffix.lower() == ".npz":

@@ -10,14 +10,20 @@ RGB or L; when grey and colour are mixed, all become RGB. All must have one size
 
 import hashlib
 import io
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+from tqdm import tqdm
 
 from bench.data.decoded_cache import cached
 from bench.errors import BenchError
 
+T = TypeVar("T")
 TO_MODE = {"1": "L", "L": "L", "LA": "L", "P": "RGB", "RGB": "RGB", "RGBA": "RGB", "CMYK": "RGB"}
 
 
@@ -52,16 +58,41 @@ def read_folder(
         )
 
     def build() -> tuple[dict[str, np.ndarray], str]:
-        decoded, digest = [], hashlib.sha256()
-        for path in files:
-            content = path.read_bytes()
-            name = f"{path.relative_to(folder)}\0".encode()
-            digest.update(name + hashlib.sha256(content).digest())
-            decoded.append(decode_image(path, content))
-        return {"images": _stack(files, decoded)}, digest.hexdigest()
+        decoded, digest = decode_all(files, folder, lambda image: image, folder.name)
+        return {"images": _stack(files, decoded)}, digest
 
     arrays, digest = cached(cache_dir, files, {"reader": "image_folder"}, build)
     return arrays["images"], None if labels is None else np.array(labels), digest
+
+
+def decode_all(
+    files: list[Path], root: Path, convert: Callable[[Image.Image], T], what: str
+) -> tuple[list[T], str]:
+    """Each file decoded and passed through `convert`, in order, in parallel (Pillow releases
+    the GIL while it decodes), and the sha256 over the files' names (relative to `root`) and
+    contents."""
+
+    def one(path: Path) -> tuple[T, bytes]:
+        try:
+            content = path.read_bytes()
+        except OSError as e:
+            raise BenchError(f"unreadable image {path}: {e.strerror}") from None
+        return convert(decode_image(path, content)), hashlib.sha256(content).digest()
+
+    digest, converted = hashlib.sha256(), []
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        done = tqdm(
+            pool.map(one, files),
+            total=len(files),
+            desc=f"decoding {what}",
+            unit="image",
+            leave=False,
+            disable=None,
+        )
+        for path, (result, sha) in zip(files, done, strict=True):
+            digest.update(f"{path.relative_to(root)}\0".encode() + sha)
+            converted.append(result)
+    return converted, digest.hexdigest()
 
 
 def decode_image(path: Path, content: bytes) -> Image.Image:

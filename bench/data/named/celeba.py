@@ -15,7 +15,7 @@ from PIL import Image
 
 from bench.data.dataset import RawImages
 from bench.data.decoded_cache import cached
-from bench.data.named.decode import decode_all
+from bench.data.image_folder import decode_all
 from bench.data.named.fetch import NamedSet
 from bench.data.sha import file_sha256
 from bench.errors import BenchError
@@ -60,7 +60,7 @@ def read(folder: Path, cfg: Any) -> RawImages:
 
     def build():
         images, sha = decode_all(files, folder, centre_crop_resize(crop, size), "celeba")
-        return {"images": images}, sha
+        return {"images": np.stack(images)}, sha
 
     params = {"set": "celeba", "crop": crop, "size": size}
     arrays, sha = cached(cfg.get("cache"), [folder / PARTITION, *files], params, build)

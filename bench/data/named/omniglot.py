@@ -18,7 +18,7 @@ from PIL import Image, ImageOps
 
 from bench.data.dataset import RawImages
 from bench.data.decoded_cache import cached
-from bench.data.named.decode import decode_all
+from bench.data.image_folder import decode_all
 from bench.data.named.fetch import NamedSet
 from bench.errors import BenchError
 
@@ -65,7 +65,7 @@ def read(folder: Path, cfg: Any) -> RawImages:
 
     def build():
         images, sha = decode_all(files, folder, strokes_resized(size), "omniglot")
-        return {"images": images}, sha
+        return {"images": np.stack(images)}, sha
 
     params = {"set": "omniglot", "size": size}
     arrays, sha = cached(cfg.get("cache"), files, params, build)
