@@ -3,7 +3,7 @@
 Train, evaluate and track one run, or with `study=NAME` (zdim, hdim, variance, variants, smoke)
 an Optuna study of such runs. Overrides are Hydra's: choose a config group with
 `model=vae|ae|l2reg|cvae|iwae|beta-vae` and `data=digits|mnist|fashion-mnist|kmnist|cifar10|
-svhn|celeba|omniglot|mixture|linear|files`, set any key with
+svhn|celeba|omniglot|omniglot-burda|mixture|linear|files`, set any key with
 `trainer.epochs=5`, `model.z_dim=10`, `eval.k=5000`, `study.n_trials=20`, `tracking_uri=...`,
 `storage=postgresql://...`. The defaults:
 """

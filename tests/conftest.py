@@ -1,17 +1,29 @@
 import gzip
+import os
 import shutil
 import sqlite3
 import struct
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
-import pytest
-import torch
+# pytest-xdist's workers split the cores between them; so do the processes a test starts.
+THREADS = max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
 
-from bench.config import load_config
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
-torch.set_num_threads(2)
+from bench.config import load_config  # noqa: E402
+
+torch.set_num_threads(THREADS)
+
+
+@pytest.hookimpl(optionalhook=True)  # a node without pytest-xdist runs -o addopts=-ra
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """`-n auto` (the default, pyproject.toml): a worker per core, at most eight; the tests
+    start processes of their own (study workers, servers), so more would only queue."""
+    return min(os.cpu_count() or 1, 8)
 
 
 def config(*overrides: str):
@@ -64,6 +76,22 @@ def _run_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty_mlflow_st
     ./mlflow.db starts as a copy of the empty store."""
     shutil.copyfile(empty_mlflow_store, tmp_path / "mlflow.db")
     monkeypatch.chdir(tmp_path)
+
+
+OFFLINE = {"http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9", "no_proxy": ""}
+
+
+@pytest.fixture
+def offline(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """No network for this process (a dead proxy) and the environment for workers it starts.
+    urllib's cached opener is dropped and restored, so the dead proxy ends with the test (a
+    later test's urlopen would otherwise still go through it)."""
+    import urllib.request
+
+    for key, value in OFFLINE.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(urllib.request, "_opener", None)
+    return OFFLINE
 
 
 @pytest.fixture(scope="session")

@@ -9,10 +9,8 @@ from bench.data.load import load
 from bench.data.named.idx_sets import IDX_FILES
 from bench.errors import BenchError
 from bench.run import main
-from tests.conftest import config, write_idx, write_mnist_like
+from tests.conftest import OFFLINE, config, write_idx, write_mnist_like
 from tests.workers import Worker
-
-OFFLINE = {"http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9", "no_proxy": ""}
 
 
 def test_digits_splits_are_disjoint_and_fixed():
@@ -78,9 +76,7 @@ def test_fashion_mnist_from_a_read_only_system_dir(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["mnist", "kmnist"])
-def test_offline_download_gives_a_clear_error(tmp_path, monkeypatch, name):
-    for key, value in OFFLINE.items():
-        monkeypatch.setenv(key, value)
+def test_offline_download_gives_a_clear_error(tmp_path, offline, name):
     with pytest.raises(BenchError, match=r"not found in .*download failed.*put train-images"):
         load(config(f"data={name}", f"data.root={tmp_path}").data)
 

@@ -3,7 +3,6 @@ on-disk format (torchvision's layout), checked pixel by pixel against the format
 
 import os
 import pickle
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +14,6 @@ from bench.data.load import load
 from bench.data.named.sets import NAMED
 from bench.errors import BenchError
 from tests.conftest import config
-
-OFFLINE = {"http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9", "no_proxy": ""}
 
 
 def _load(name: str, root: Path, *overrides: str):
@@ -174,8 +171,37 @@ def test_omniglot_drawers_split_strokes_are_ones_at_28(tmp_path):
     assert first[:, : int(covered)].min() == 255 and first[:, int(covered) + 1 :].max() == 0
 
 
+def test_omniglot_burda_reads_chardata_columns_as_column_major_images(tmp_path):
+    """chardata.mat as Burda's repository ships it: 784 × N floats, a column per image stored
+    column by column (MATLAB's order), and one-hot alphabets, 50 × N."""
+    import scipy.io
+
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 256, (7, 28, 28)) / 255  # the images as a reader should see them
+    columns = images.transpose(0, 2, 1).reshape(7, 784).T  # column-major, one per column
+    alphabets = np.array([0, 49, 3, 3, 7, 1, 0])
+    onehot = np.eye(50)[alphabets].T
+    folder = tmp_path / "omniglot-burda"
+    folder.mkdir()
+    mat = {"data": columns[:, :4], "target": onehot[:, :4]}
+    scipy.io.savemat(
+        folder / "chardata.mat", mat | {"testdata": columns[:, 4:], "testtarget": onehot[:, 4:]}
+    )
+    data = _load("omniglot-burda", tmp_path, "data.val_size=1")
+    assert data.image_shape == (1, 28, 28) and data.n_levels == 256 and data.n_classes == 50
+    assert (len(data.train), len(data.val), len(data.test)) == (3, 1, 3)
+    expected = torch.from_numpy(np.rint(images[4:] * 255).astype(np.uint8))
+    assert torch.equal(data.test.levels.reshape(3, 28, 28), expected)
+    assert data.test.labels.tolist() == [7, 1, 0]
+    scipy.io.savemat(
+        folder / "chardata.mat", mat | {"testdata": columns[:, 4:] * 2, "testtarget": onehot[:, 4:]}
+    )
+    with pytest.raises(BenchError, match=r"^omniglot-burda: .*`testdata` has values outside"):
+        _load("omniglot-burda", tmp_path, "data.val_size=1")
+
+
 @pytest.mark.parametrize("name", sorted(NAMED))
-def test_missing_named_set_is_one_line_naming_folder_and_files(tmp_path, name, monkeypatch):
+def test_missing_named_set_is_one_line_naming_folder_and_files(tmp_path, name, offline):
     named = NAMED[name]
     elsewhere = ["data.system_dirs=[]"] if "system_dirs" in config(f"data={name}").data else []
     with pytest.raises(BenchError) as refused:
@@ -185,8 +211,5 @@ def test_missing_named_set_is_one_line_naming_folder_and_files(tmp_path, name, m
         f"{name} not found in {tmp_path / named.folder} (data.download=false)"
     )
     assert all(f in message for f in named.files) and "\n" not in message
-    for key, value in OFFLINE.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setattr(urllib.request, "_opener", None)  # built anew, through the dead proxy
     with pytest.raises(BenchError, match=rf"^{name} not found in .*download failed: "):
         load(config(f"data={name}", f"data.root={tmp_path}", "data.download=true", *elsewhere).data)

@@ -77,7 +77,7 @@ export -f install_needs run_perf
 environment > "$out/environment.txt" 2>&1
 step install 90 install_needs
 step "pytest -m cuda" "${GPU_CHECK_TESTS_S:-200}" \
-    "$py" -m pytest -m cuda -q -p no:cacheprovider tests/test_cuda.py \
+    "$py" -m pytest -o addopts=-ra -m cuda -q -p no:cacheprovider tests/test_cuda.py \
     --junitxml "$out/cuda-tests.xml" --durations=5
 step "bench.perf --device ${GPU_CHECK_DEVICE:-cuda}" "$total" run_perf
 echo "=== summary"

@@ -3,7 +3,8 @@ images_evaluation/ (20 alphabets), ALPHABET/CHARACTER/NNNN_DD.png, 105×105 one-
 1,623 characters, each by 20 drawers (DD). Burda et al. (2016) and the VampPrior code use
 28×28 images, 24,345 for training and 8,070 for test (`chardata.mat`); 24,345 is exactly
 15/20 of torchvision's 32,460, so here each character's drawings by drawers 1-15 train and
-16-20 test (24,345 and 8,115 images; chardata.mat's own assignment of drawers is not published).
+16-20 test (24,345 and 8,115 images; chardata.mat's own assignment of drawers is not published;
+chardata.mat itself is `data=omniglot-burda`).
 Strokes are made 1 (they are black, 0, in the PNGs), and each image is resized to data.size by
 Pillow's box filter (the mean of the pixels each output pixel covers), so strokes become grey
 levels that binarize=dynamic draws from. Labels: the alphabet (50 classes, sorted by name).
