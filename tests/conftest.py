@@ -109,12 +109,31 @@ def tracking_uri(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'mlflow.db'}"
 
 
+def optuna_tables_made(storage: str) -> bool:
+    """Whether a worker has finished making Optuna's tables: stamping alembic's revision is its
+    last step. Optuna's RDBStorage, even with skip_table_creation, inserts its version row and
+    stamps alembic's table when they are missing; a poll that built one sooner raced the worker
+    making them (PostgreSQL: UniqueViolation on pg_type, and the worker exited)."""
+    import sqlalchemy
+    from sqlalchemy.exc import SQLAlchemyError
+    from sqlalchemy.pool import NullPool
+
+    engine = sqlalchemy.create_engine(storage, poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            stamp = sqlalchemy.text("SELECT version_num FROM alembic_version")
+            return connection.execute(stamp).first() is not None
+    except SQLAlchemyError:
+        return False
+    finally:
+        engine.dispose()
+
+
 def wait_for_trials(storage: str, predicate, study: str = "smoke-digits", timeout: float = 300):
     """Poll the study (which may not exist yet) until `predicate(trials)`; its trials. Each
     poll's connection is closed at once (NullPool): a storage per poll would otherwise keep its
-    pool until collected, and a slow test ran PostgreSQL out of connections. The poll only reads:
-    it never creates Optuna's tables, which the workers create under their study lock (a poll
-    creating them too raced a worker started at the same moment: DuplicateTable)."""
+    pool until collected, and a slow test ran PostgreSQL out of connections. The poll only reads,
+    once the workers have made Optuna's tables (optuna_tables_made)."""
     import time
 
     import optuna
@@ -122,24 +141,25 @@ def wait_for_trials(storage: str, predicate, study: str = "smoke-digits", timeou
     from sqlalchemy.pool import NullPool
 
     NOT_YET = (SQLAlchemyError, optuna.exceptions.StorageInternalError)  # noqa: N806
-    deadline = time.monotonic() + timeout
+    deadline, seen = time.monotonic() + timeout, "no tables yet"
     while time.monotonic() < deadline:
         time.sleep(0.5)
-        try:
-            polled = optuna.storages.RDBStorage(
-                storage, engine_kwargs={"poolclass": NullPool}, skip_table_creation=True
-            )
-        except NOT_YET:  # no tables yet
+        if not optuna_tables_made(storage):
             continue
+        polled = optuna.storages.RDBStorage(
+            storage, engine_kwargs={"poolclass": NullPool}, skip_table_creation=True
+        )
         try:
             trials = optuna.load_study(study_name=study, storage=polled).get_trials()
-        except (KeyError, *NOT_YET):  # no study (or no tables) yet
+        except (KeyError, *NOT_YET):  # no study yet
+            seen = "no study yet"
             continue
         finally:
             polled.engine.dispose()
         if predicate(trials):
             return trials
-    raise AssertionError(f"timed out waiting on the trials of {study}")
+        seen = ", ".join(f"{t.number}:{t.state.name}{sorted(t.user_attrs)}" for t in trials)
+    raise AssertionError(f"timed out waiting on the trials of {study}; last seen: {seen}")
 
 
 def running_with_a_run(trials) -> bool:

@@ -7,6 +7,7 @@ any server database) gets an advisory lock; SQLite, which lives on one machine, 
 
 import hashlib
 import threading
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -20,23 +21,40 @@ from bench.errors import BenchError, first_line
 from bench.runtime.file_lock import file_lock
 from bench.tracking.redaction import redact
 
+TABLE_RACE_RETRIES = 3  # opening again after another process made the tables at that moment
+
 
 def open_storage(
     url: str, heartbeat_seconds: int, grace_seconds: int, on_stale: Callable[..., None]
 ) -> RDBStorage:
     """RDB storage with heartbeats; `on_stale(study, trial)` runs for each trial whose worker
     stopped beating for `grace_seconds`, after Optuna marked it FAIL."""
-    try:
-        with heartbeat_warnings_off():
-            return RDBStorage(
-                url,
-                heartbeat_interval=heartbeat_seconds,
-                grace_period=grace_seconds,
-                heartbeat_stale_trial_callback=on_stale,
-            )
-    except Exception as e:
-        reason = first_line(e)
-        raise BenchError(f"cannot open Optuna storage {redact(url)}: {reason}") from None
+    attempt = 0
+    while True:
+        try:
+            with heartbeat_warnings_off():
+                return RDBStorage(
+                    url,
+                    heartbeat_interval=heartbeat_seconds,
+                    grace_period=grace_seconds,
+                    heartbeat_stale_trial_callback=on_stale,
+                )
+        except Exception as e:
+            if attempt == TABLE_RACE_RETRIES or not _lost_table_race(e):
+                reason = first_line(e)
+                raise BenchError(f"cannot open Optuna storage {redact(url)}: {reason}") from None
+            attempt += 1
+            time.sleep(0.2 * attempt)
+
+
+def _lost_table_race(e: Exception) -> bool:
+    """Another process (a worker of another study, optuna-dashboard, the user's script) made
+    Optuna's tables, or stamped their version, at the same moment: they exist now, so opening
+    again succeeds. PostgreSQL says UniqueViolation (pg_type) or DuplicateTable; SQLite "table
+    ... already exists"."""
+    if isinstance(e, (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError)):
+        return True
+    return isinstance(e, sqlalchemy.exc.OperationalError) and "already exists" in str(e)
 
 
 @contextmanager
