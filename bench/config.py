@@ -14,10 +14,9 @@ from bench.data.synthetic.families import FAMILIES
 from bench.errors import BenchError
 from bench.runtime.precision import PRECISIONS
 from bench.training.schedules import LR_SCHEDULES
-from models import variant, variant_names
+from models import LIKELIHOODS, variant, variant_names
 from models.nets import ACTIVATION_NAMES
 
-LIKELIHOODS = ("bernoulli", "gaussian")
 SAMPLERS = ("grid", "tpe", "random")
 COMPILE_SETTINGS = ("auto", "none", "default", "reduce-overhead", "max-autotune")
 # config group -> what it is
@@ -76,22 +75,13 @@ def validate(cfg: DictConfig) -> None:
         _positive("model.beta", model.beta)
     if "k_train" in model:
         _at_least("model.k_train", model.k_train, 1, int)
-    if model.likelihood not in LIKELIHOODS:
-        raise BenchError(
-            f"model.likelihood must be bernoulli or gaussian, got {model.likelihood!r}"
-        )
+    _one_of("model.likelihood", model.likelihood, tuple(LIKELIHOODS))
     if variant(model.name).conditional and not labelled(cfg.data.name):
         raise BenchError(
             f"model={model.name} conditions on labels and data={cfg.data.name} has none: "
             f"choose one of {', '.join(n for n in group_options('data') if labelled(n))}"
         )
-    if model.likelihood == "bernoulli" and cfg.data.name == "linear":
-        raise BenchError("data=linear is continuous: it needs model.likelihood=gaussian")
-    if model.likelihood == "bernoulli" and cfg.data.binarize == "none":
-        raise BenchError(
-            "model.likelihood=bernoulli needs binary data (BCE on grey levels is not a "
-            "likelihood): set data.binarize=dynamic or static, or model.likelihood=gaussian"
-        )
+    _check_likelihood_data(model.likelihood, cfg.data)
     _at_least("trainer.epochs", trainer.epochs, 1, int)
     _at_least("trainer.batch_size", trainer.batch_size, 1, int)
     _positive("trainer.lr", trainer.lr)
@@ -139,6 +129,25 @@ def labelled(data: str) -> bool:
         return NAMED[data].labelled
     family = FAMILIES.get(data)
     return family is None or family.labelled
+
+
+def _check_likelihood_data(likelihood: str, data: DictConfig) -> None:
+    """Each likelihood is a likelihood of one kind of data (models.likelihood: `takes`)."""
+    takes = LIKELIHOODS[likelihood].takes
+    if data.name == "linear" and likelihood != "gaussian":
+        raise BenchError("data=linear is continuous on R^D: it needs model.likelihood=gaussian")
+    if takes == "binary" and data.binarize == "none":
+        raise BenchError(
+            "model.likelihood=bernoulli needs binary data (BCE on grey levels is not a "
+            "likelihood): set data.binarize=dynamic or static, or choose a likelihood of grey "
+            "levels (gaussian, continuous_bernoulli, discretized_logistic)"
+        )
+    grey_only = takes != "binary" and likelihood != "gaussian"  # a Gaussian fits any floats
+    if grey_only and data.binarize != "none":
+        raise BenchError(
+            f"model.likelihood={likelihood} is a likelihood of grey levels: set "
+            "data.binarize=none, or model.likelihood=bernoulli for binarized images"
+        )
 
 
 def _one_of(name: str, value: object, allowed: tuple) -> None:

@@ -30,7 +30,7 @@ from bench.tracking.redaction import redact
 from bench.tracking.weights import log_weights
 from bench.training.checkpoint import Checkpointing
 from bench.training.loop import EpochCallback, compile_mode, pick_device, steps, train
-from models import build_likelihood, variant
+from models import LIKELIHOODS, build_likelihood, variant
 from models.base import LatentModel
 
 EVAL_PREFIX = {"val": "val_eval", "test": "test"}  # keys of the final k-sample evaluation
@@ -38,12 +38,20 @@ CHECKPOINT = "checkpoint/training_state.pt"  # the run's artifact that bench.res
 CONFIG = "config.yaml"  # the resolved config, logged before training
 
 
+def load_data(cfg: DictConfig, device: torch.device | str = "cpu") -> Dataset:
+    """The run's data as its likelihood takes them: grey levels dequantized, or as they are."""
+    takes = LIKELIHOODS[cfg.model.likelihood].takes
+    return load(cfg.data, device, dequantize=takes != "levels")
+
+
 def build_model(cfg: DictConfig, data: Dataset, seed: int) -> LatentModel:
     """The variant `cfg.name`, its weights initialized from `seed`."""
     torch.manual_seed(seed)
     options = OmegaConf.to_container(cfg, resolve=True)
     name = options.pop("name")
-    likelihood = build_likelihood(options.pop("likelihood"), options.pop("output_variance"))
+    likelihood = build_likelihood(
+        options.pop("likelihood"), options.pop("output_variance"), max(data.n_levels, 2)
+    )
     return variant(name)(
         x_dim=data.x_dim, n_classes=data.n_classes, likelihood=likelihood, **options
     )
@@ -62,10 +70,11 @@ def check_data(cfg: DictConfig, data: Dataset) -> None:
             f"model={cfg.model.name} conditions on labels and {data.name} has none: put the "
             "images in class folders, or the labels in the .npz under y"
         )
-    if data.is_continuous and cfg.model.likelihood == "bernoulli":
+    if data.is_continuous and cfg.model.likelihood in ("bernoulli", "discretized_logistic"):
         raise BenchError(
             f"{data.name} holds floats in [0, 1], continuous data: it needs "
-            "model.likelihood=gaussian (store 8-bit images as uint8 to keep them discrete)"
+            "model.likelihood=gaussian or continuous_bernoulli (store 8-bit images as uint8 to "
+            "keep them discrete)"
         )
     if len(data.train) < cfg.trainer.batch_size:
         raise BenchError(
@@ -90,7 +99,7 @@ def run_job(
     as `val_eval/*` (`val/*` are the per-epoch one-sample estimates: one key, one estimator).
     """
     device = pick_device(cfg.trainer.device)
-    data = load(cfg.data, device)
+    data = load_data(cfg, device)
     check_data(cfg, data)
     cfg = resolved(cfg, device, data)
     model = build_model(cfg.model, data, cfg.trainer.seed).to(device)

@@ -14,9 +14,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from bench.cli import run_command
 from bench.config import load_config
-from bench.data.load import load
 from bench.data.sources import fetch_files
-from bench.job import CHECKPOINT, check_data, run_job
+from bench.job import CHECKPOINT, check_data, load_data, run_job
 from bench.study.loop import StudyResult, run_study
 from bench.study.summary import best_trials_table
 from bench.tracking import mlflow_runs
@@ -66,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(cfg: DictConfig, args: list[str]) -> None:
     if cfg.data.get("format") == "files":  # the user's files are checked before any run starts
-        check_data(cfg, load(cfg.data))
+        check_data(cfg, load_data(cfg))
     fetch_files(cfg.data)  # a named set's files are there, or no run starts
     if cfg.get("study") is not None:
         from bench.report.markdown import write_report  # matplotlib: only a study's last step

@@ -15,10 +15,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from bench.cli import key_value_main, key_values
 from bench.config import validate
-from bench.data.load import load
 from bench.errors import BenchError
 from bench.evaluation.evaluator import EvalSettings, evaluate
-from bench.job import resolved
+from bench.job import load_data, resolved
 from bench.stored_run import stored_config, stored_model
 from bench.tracking import mlflow_runs
 from bench.training.loop import pick_device
@@ -33,7 +32,7 @@ def score(
     uri = client.tracking_uri
     cfg = rescoring_config(stored_config(run_id, uri), overrides)
     device = pick_device(cfg.trainer.device)
-    data = load(cfg.data, device)
+    data = load_data(cfg, device)
     cfg = resolved(cfg, device, data)
     model = stored_model(run_id, cfg, data, uri)
     torch.manual_seed(cfg.trainer.seed)

@@ -12,9 +12,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from bench.config import load_config
 from bench.data.dataset import Dataset
-from bench.data.load import load
 from bench.errors import BenchError
-from bench.job import CONFIG, build_model
+from bench.job import CONFIG, build_model, load_data
 from bench.tracking.weights import LEGACY_WEIGHTS, WEIGHTS, load_weights
 from models.base import LatentModel
 
@@ -55,7 +54,7 @@ def stored_model(
 def reload(run_id: str) -> tuple[LatentModel, Dataset, DictConfig]:
     """(model with the run's weights, its dataset, its config)."""
     cfg = stored_config(run_id)
-    data = load(cfg.data)
+    data = load_data(cfg)
     return stored_model(run_id, cfg, data), data, cfg
 
 

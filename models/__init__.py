@@ -5,7 +5,7 @@ import importlib
 import pkgutil
 
 from models.base import LatentModel, LossParts, kl_normal
-from models.likelihood import Bernoulli, Gaussian, build_likelihood
+from models.likelihood import LIKELIHOODS, Bernoulli, Gaussian, build_likelihood
 from models.registry import register, variant, variant_names
 
 TOOLKIT = {"base", "kernels", "likelihood", "nets", "registry"}  # shared parts, not variants
@@ -15,6 +15,7 @@ for _module in pkgutil.iter_modules(__path__):
         importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = [
+    "LIKELIHOODS",
     "Bernoulli",
     "Gaussian",
     "LatentModel",

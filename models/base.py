@@ -63,7 +63,8 @@ class LatentModel(nn.Module):
         self.likelihood = likelihood
         heads = 2 if self.stochastic else 1
         self.encoder = mlp(x_dim + self.n_classes, h_dim, n_hidden, heads * z_dim, activation)
-        self.decoder = mlp(z_dim + self.n_classes, h_dim, n_hidden, x_dim, activation)
+        outputs = likelihood.outputs_per_pixel * x_dim
+        self.decoder = mlp(z_dim + self.n_classes, h_dim, n_hidden, outputs, activation)
 
     def _condition(self, t: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         if not self.conditional:

@@ -1,4 +1,10 @@
-"""Decoder likelihoods p(x|z): each returns -ln p(x|z) summed over pixels, constants kept."""
+"""Decoder likelihoods p(x|z): each returns -ln p(x|z) summed over pixels, constants kept.
+
+Each says what its decoder outputs per pixel (`outputs_per_pixel`) and what data it is a
+likelihood of (`takes`): "binary" draws, "dequantized" grey levels x = (k + u)/L (a density on
+[0, 1]^D, which bounds the levels' discrete likelihood) or the grey "levels" x = k/(L - 1)
+themselves (an exact probability of each level).
+"""
 
 import math
 
@@ -12,7 +18,8 @@ class Bernoulli:
     """Decoder outputs logits; only a likelihood on binary data."""
 
     name = "bernoulli"
-    needs_binary_data = True
+    takes = "binary"
+    outputs_per_pixel = 1
 
     def neg_log_prob(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Σ_d softplus(l_d) − x_d l_d: binary cross-entropy with logits, summed over pixels."""
@@ -38,7 +45,8 @@ class Gaussian:
     """Decoder outputs the mean; fixed variance sigma^2 shared by all pixels."""
 
     name = "gaussian"
-    needs_binary_data = False
+    takes = "dequantized"
+    outputs_per_pixel = 1
 
     def __init__(self, variance: float):
         if not variance > 0:
@@ -66,12 +74,103 @@ class Gaussian:
         return 2 * self.variance * (neg_log_prob - d * self._log_norm) / d
 
 
-Likelihood = Bernoulli | Gaussian
+class DiscretizedLogistic:
+    """Decoder outputs a mean μ and a log-scale ln s per pixel (first the D means, then the D
+    log-scales). The exact probability of each of L levels x_k = k/(L-1): the logistic's mass on
+    the level's bin [x_k - h, x_k + h], h = 1/(2(L-1)), the end bins open to ±∞ (Kingma et al.
+    2016; Salimans et al. 2017), so the L probabilities sum to 1 and -ln p is a code length."""
+
+    name = "discretized_logistic"
+    takes = "levels"
+    outputs_per_pixel = 2
+
+    def __init__(self, n_levels: int):
+        if n_levels < 2:
+            raise ValueError(f"a discretized likelihood needs >= 2 levels, got {n_levels}")
+        self.half_bin = 0.5 / (n_levels - 1)
+
+    def neg_log_prob(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return self.neg_log_prob64(out, x).to(fp32_or_wider(out.dtype))
+
+    def neg_log_prob64(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        mean, log_scale = out.double().chunk(2, dim=-1)
+        inv_scale = torch.exp(-log_scale)
+        upper = inv_scale * (x - mean + self.half_bin)  # the bin's edges, standardized
+        lower = inv_scale * (x - mean - self.half_bin)
+        # ln(σ(b) - σ(a)) = b - softplus(a) - softplus(b) + ln(1 - e^(a-b)): exact, and stable
+        # where both CDFs are near 0 or near 1
+        inner = upper - F.softplus(lower) - F.softplus(upper) + log1mexp(lower - upper)
+        first = -F.softplus(-upper)  # ln σ(b): the bin (-∞, x_0 + h]
+        last = -F.softplus(lower)  # ln(1 - σ(a)): the bin [x_{L-1} - h, ∞)
+        log_p = torch.where(x <= 0, first, torch.where(x >= 1, last, inner))
+        return -log_p.sum(-1)
+
+    def mean(self, out: torch.Tensor) -> torch.Tensor:
+        return out.chunk(2, dim=-1)[0].clamp(0, 1)
+
+    def neg_log_prob_linear(
+        self, h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, x: torch.Tensor
+    ) -> torch.Tensor:
+        return self.neg_log_prob64(F.linear(h, weight, bias), x)
 
 
-def build_likelihood(name: str, output_variance: float) -> Likelihood:
+def log1mexp(t: torch.Tensor) -> torch.Tensor:
+    """ln(1 - e^t) for t < 0, accurate at both ends (Mächler 2012)."""
+    return torch.where(t > -math.log(2), torch.log(-torch.expm1(t)), torch.log1p(-torch.exp(t)))
+
+
+class ContinuousBernoulli:
+    """Decoder outputs logits η; the continuous Bernoulli density on [0, 1] (Loaiza-Ganem &
+    Cunningham 2019): C(λ) λ^x (1-λ)^(1-x), λ = σ(η), the normalizer that BCE on grey levels
+    lacks. ln C = ln(η / tanh(η/2)), ln 2 at λ = ½, taken from its series near η = 0."""
+
+    name = "continuous_bernoulli"
+    takes = "dequantized"
+    outputs_per_pixel = 1
+
+    def neg_log_prob(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return self.neg_log_prob64(logits, x).to(fp32_or_wider(logits.dtype))
+
+    def neg_log_prob64(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return bernoulli_nll(logits, x) - log_normalizer(logits.double()).sum(-1)
+
+    def mean(self, logits: torch.Tensor) -> torch.Tensor:
+        """E[x] = λ/(2λ-1) + 1/(2 artanh(1-2λ)) = 1/(1 - e^-η) - 1/η; ½ at η = 0."""
+        eta = logits.double()
+        small = eta.abs() < 1e-3
+        safe = torch.where(small, torch.ones_like(eta), eta)
+        exact = -1 / torch.expm1(-safe) - 1 / safe
+        return torch.where(small, 0.5 + eta / 12, exact).to(logits.dtype)
+
+    def neg_log_prob_linear(
+        self, h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, x: torch.Tensor
+    ) -> torch.Tensor:
+        return self.neg_log_prob64(F.linear(h, weight, bias), x)
+
+
+def log_normalizer(eta: torch.Tensor) -> torch.Tensor:
+    """ln C(σ(η)) = ln(|η| / tanh(|η|/2)) elementwise; below |η| = 1e-2, its series
+    ln 2 + η²/12 - 7η⁴/1440 (the next term is below 1e-13)."""
+    a = eta.abs()
+    small = a < 1e-2
+    safe = torch.where(small, torch.ones_like(a), a)
+    exact = torch.log(safe) - torch.log(torch.tanh(safe / 2))
+    series = math.log(2) + a.pow(2) / 12 - 7 * a.pow(4) / 1440
+    return torch.where(small, series, exact)
+
+
+Likelihood = Bernoulli | Gaussian | DiscretizedLogistic | ContinuousBernoulli
+LIKELIHOODS = {c.name: c for c in (Bernoulli, Gaussian, DiscretizedLogistic, ContinuousBernoulli)}
+
+
+def build_likelihood(name: str, output_variance: float, n_levels: int = 256) -> Likelihood:
+    """`n_levels`: the data's grey levels (a discretized likelihood's bins)."""
     if name == "bernoulli":
         return Bernoulli()
     if name == "gaussian":
         return Gaussian(output_variance)
-    raise ValueError(f"unknown model.likelihood {name!r}: choose bernoulli or gaussian")
+    if name == "discretized_logistic":
+        return DiscretizedLogistic(n_levels)
+    if name == "continuous_bernoulli":
+        return ContinuousBernoulli()
+    raise ValueError(f"unknown model.likelihood {name!r}: choose one of {', '.join(LIKELIHOODS)}")

@@ -5,7 +5,8 @@ import torch
 from torch.distributions import Bernoulli as TorchBernoulli
 from torch.distributions import Normal, kl_divergence
 
-from models import Bernoulli, Gaussian, build_likelihood, kl_normal
+from models import LIKELIHOODS, Bernoulli, Gaussian, build_likelihood, kl_normal
+from models.likelihood import ContinuousBernoulli, DiscretizedLogistic
 
 torch.manual_seed(0)
 
@@ -88,3 +89,83 @@ def test_gaussian_output_layer_is_the_plain_likelihood():
     torch.testing.assert_close(
         Gaussian(0.05).neg_log_prob_linear(h, weight, bias, x), expected.double()
     )
+
+
+@pytest.mark.parametrize("levels", [2, 17, 256])
+def test_discretized_logistic_is_a_probability_over_every_level(levels):
+    """Enumerated: the L levels' probabilities of each pixel sum to 1, for means inside and far
+    outside [0, 1] and scales from a hundredth of a bin to ten times the range."""
+    g = torch.Generator().manual_seed(0)
+    mean = torch.cat([torch.rand(40, generator=g), torch.tensor([-30.0, 40.0, 0.0, 1.0])])
+    log_scale = torch.linspace(math.log(0.01 / levels), math.log(10.0), len(mean))
+    x = torch.arange(levels, dtype=torch.float64) / (levels - 1)  # every level
+    out = torch.stack([mean, log_scale], -1).double()[:, None, :].expand(-1, levels, -1)
+    per_pixel = -DiscretizedLogistic(levels).neg_log_prob64(
+        out, x[None, :, None].expand(len(mean), -1, -1)
+    )
+    assert torch.isfinite(per_pixel).all()
+    torch.testing.assert_close(per_pixel.exp().sum(1), torch.ones(len(mean), dtype=torch.float64))
+
+
+def test_discretized_logistic_is_the_logistic_mass_on_each_bin():
+    """Against the logistic CDF differences themselves, where they are well conditioned; and
+    the outputs are (D means, D log-scales)."""
+    logistic = lambda t: 1 / (1 + math.exp(-t))  # noqa: E731
+    mean, log_scale, x = [0.3, 0.9], [math.log(0.05), math.log(0.2)], [100 / 255, 1.0]
+    out = torch.tensor([*mean, *log_scale], dtype=torch.float64)
+    half = 0.5 / 255
+    s = [math.exp(v) for v in log_scale]
+    inner = logistic((x[0] + half - mean[0]) / s[0]) - logistic((x[0] - half - mean[0]) / s[0])
+    top = 1 - logistic((x[1] - half - mean[1]) / s[1])
+    expected = -math.log(inner) - math.log(top)
+    got = DiscretizedLogistic(256).neg_log_prob64(out, torch.tensor(x, dtype=torch.float64))
+    assert got.item() == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("eta", [-40.0, -3.0, -1e-3, -1e-7, 0.0, 1e-7, 1e-3, 0.5, 8.0, 60.0])
+def test_continuous_bernoulli_density_integrates_to_one(eta):
+    """Its density on [0, 1], integrated by Simpson's rule on 20,001 points, is 1: near λ = ½,
+    where C(λ)'s closed form is 0/0, and where λ is within e^-60 of 0 or 1."""
+    x = torch.linspace(0, 1, 20001, dtype=torch.float64)
+    logits = torch.full_like(x, eta)
+    density = torch.exp(-ContinuousBernoulli().neg_log_prob64(logits[:, None], x[:, None]))
+    weights = torch.ones_like(x)
+    weights[1:-1:2], weights[2:-1:2] = 4, 2
+    integral = (weights * density).sum() / (3 * (len(x) - 1))
+    assert integral.item() == pytest.approx(1.0, abs=1e-6)
+
+
+def test_continuous_bernoulli_agrees_with_torch_distributions():
+    from torch.distributions import ContinuousBernoulli as TorchCB
+
+    g = torch.Generator().manual_seed(1)
+    logits = torch.randn(64, 30, generator=g, dtype=torch.float64) * 4
+    x = torch.rand(64, 30, generator=g, dtype=torch.float64)
+    ours = ContinuousBernoulli().neg_log_prob64(logits, x)
+    theirs = -TorchCB(logits=logits).log_prob(x).sum(-1)
+    torch.testing.assert_close(ours, theirs, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(ContinuousBernoulli().mean(logits), TorchCB(logits=logits).mean)
+    near_half = torch.tensor([[1e-6, -1e-4, 5e-3]], dtype=torch.float64)  # λ = ½ ± 2.5e-7..1e-3
+    expected = torch.log(near_half.abs() / torch.tanh(near_half.abs() / 2)).sum()  # float64 holds
+    got = ContinuousBernoulli().neg_log_prob64(near_half, torch.zeros_like(near_half))
+    bce = torch.nn.functional.softplus(near_half).sum()
+    assert (bce - got).item() == pytest.approx(expected.item(), rel=1e-10)
+
+
+@pytest.mark.parametrize("name", LIKELIHOODS)
+def test_every_likelihoods_output_layer_path_is_its_plain_likelihood(name):
+    """What the IW bound calls (the decoder's last layer handed over) equals the likelihood of
+    that layer's output, in float64."""
+    likelihood = build_likelihood(name, 0.1, 256)
+    g = torch.Generator().manual_seed(2)
+    d = 6
+    h = torch.randn(4, 3, 16, generator=g)
+    weight = torch.randn(likelihood.outputs_per_pixel * d, 16, generator=g) * 0.3
+    bias = torch.randn(likelihood.outputs_per_pixel * d, generator=g)
+    x = torch.randint(0, 256, (3, d), generator=g).float() / 255
+    if likelihood.takes == "binary":
+        x = (x > 0.5).float()
+    expected = likelihood.neg_log_prob64(torch.nn.functional.linear(h, weight, bias), x)
+    got = likelihood.neg_log_prob_linear(h, weight, bias, x)
+    assert got.shape == (4, 3) and torch.isfinite(got).all()
+    torch.testing.assert_close(got.double(), expected.double(), rtol=1e-6, atol=1e-6)

@@ -4,7 +4,8 @@ Pixels are kept as integer levels k in [0, L-1]. What the model sees:
 - binarize=dynamic: a fresh Bernoulli(k/(L-1)) draw every epoch (train);
 - binarize=static: one draw with the data seed;
 - binarize=none: uniform dequantization x = (k + u)/L, fresh u every epoch (train),
-  so a Gaussian density on x bounds the discrete likelihood of k (Theis et al. 2016).
+  so a density on x (Gaussian, continuous Bernoulli) bounds the discrete likelihood of k (Theis
+  et al. 2016); with dequantize=False (a discretized likelihood) the levels x = k/(L-1).
 Validation and test are transformed once with fixed seeds: every run is scored on the same data.
 Data of known density (`bench.data.synthetic`: mixture, linear) carry it as `density`; their
 draws are binary levels (L = 2, binarization is the identity) or continuous floats (used as
@@ -60,6 +61,7 @@ class Dataset:
     n_classes: int  # 1 when the data have no labels
     binarize: str
     seed: int
+    dequantize: bool = True  # binarize=none: (k + u)/L, or k/(L-1) for a discrete likelihood
     sha256: dict[str, str] = field(default_factory=dict)
     density: "Density | None" = None  # the data's own density, when known exactly
     source: str = ""  # where the raw data was read from, as a URI
@@ -105,6 +107,8 @@ class Dataset:
         """Binary draws as bool (1 byte a pixel; batches become float when taken) or floats."""
         if self.is_continuous:
             return levels
+        if self.binarize == "none" and not self.dequantize:
+            return levels.float() / (self.n_levels - 1)
         if self.binarize == "none":
             noise = torch.rand(levels.shape, generator=generator, device=levels.device)
             return (levels.float() + noise) / self.n_levels

@@ -10,8 +10,9 @@ from bench.data.synthetic.load import load as load_synthetic
 from bench.errors import BenchError
 
 
-def load(cfg: Any, device: torch.device | str = "cpu") -> Dataset:
-    """Build the dataset `cfg` (a `data` config node) names, its images on `device`."""
+def load(cfg: Any, device: torch.device | str = "cpu", dequantize: bool = True) -> Dataset:
+    """Build the dataset `cfg` (a `data` config node) names, its images on `device`; grey
+    levels dequantized, or (`dequantize=False`, for a discrete likelihood) as they are."""
     if cfg.binarize not in BINARIZE:
         raise BenchError(
             f"data.binarize must be one of {', '.join(BINARIZE)}, got {cfg.binarize!r}"
@@ -34,6 +35,7 @@ def load(cfg: Any, device: torch.device | str = "cpu") -> Dataset:
         n_classes=int(labels.max()) + 1 if labelled else 1,
         binarize=cfg.binarize,
         seed=int(cfg.seed),
+        dequantize=dequantize,
         sha256=raw.sha256,
         source=raw.source,
         labelled=labelled,

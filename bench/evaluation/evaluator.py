@@ -17,7 +17,7 @@ from bench.evaluation.estimators.stats import mean_se, paired_difference
 from bench.runtime.precision import autocast
 from models.base import LatentModel
 from models.kernels import compiled_kernels
-from models.likelihood import Gaussian
+from models.likelihood import Gaussian, Likelihood
 
 
 @dataclass(frozen=True)
@@ -96,14 +96,15 @@ def active_units(
     return int((mu.double().var(0, unbiased=False) > threshold).sum())
 
 
-def bits_per_dim(nll: float, data: Dataset, likelihood: str) -> float | None:
-    """Bernoulli on binary data: a discrete likelihood. Gaussian on dequantized levels: the
-    density bounds the discrete likelihood after adding D ln L (bin width 1/L). Continuous data
-    (a density on R^D) and mismatched pairs: None."""
-    d = data.x_dim
-    if likelihood == "bernoulli" and data.is_binary:
+def bits_per_dim(nll: float, data: Dataset, likelihood: Likelihood) -> float | None:
+    """A discrete likelihood (Bernoulli on binary draws, the discretized logistic on grey
+    levels): exactly nll/(D ln 2). A density on dequantized levels (Gaussian, continuous
+    Bernoulli): it bounds the discrete likelihood after adding D ln L (bin width 1/L).
+    Continuous data (a density on R^D) and mismatched pairs: None."""
+    d, grey = data.x_dim, not data.is_binary and not data.is_continuous
+    if (likelihood.takes == "binary" and data.is_binary) or (likelihood.takes == "levels" and grey):
         return nll / (d * math.log(2))
-    if likelihood == "gaussian" and not data.is_binary and not data.is_continuous:
+    if likelihood.takes == "dequantized" and grey:
         return (nll + d * math.log(data.n_levels)) / (d * math.log(2))
     return None
 
@@ -192,7 +193,7 @@ def _add_bound(
     _add(result, "nll", nll_at_k[-1])
     _add_paired(result, "bound_gap", "neg_elbo", "nll")
     result.nll_at_k = {k: float(v.mean()) for k, v in zip(prefix_sizes(k), nll_at_k, strict=True)}
-    bpd = bits_per_dim(result.metrics["nll"], data, model.likelihood.name)
+    bpd = bits_per_dim(result.metrics["nll"], data, model.likelihood)
     if bpd is not None:
         result.metrics["bits_per_dim"] = bpd
         result.metrics["bits_per_dim_se"] = bpd * result.metrics["nll_se"] / result.metrics["nll"]

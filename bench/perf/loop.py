@@ -16,9 +16,8 @@ from pathlib import Path
 from bench.cli import run_parsed
 from bench.config import load_config
 from bench.data.dataset import Dataset
-from bench.data.load import load
 from bench.data.named.idx_sets import TORCHVISION_CLASSES
-from bench.job import build_model
+from bench.job import build_model, load_data
 from bench.perf.blocks import write_block
 from bench.perf.evaluator import evaluator_rows, modes
 from bench.perf.profile import epoch_profile
@@ -55,7 +54,7 @@ def main_benchmark(args: argparse.Namespace) -> None:
     overrides += [f"data.root={args.root}"] if args.root else []
     cfg = load_config(overrides)
     device = pick_device(cfg.trainer.device)
-    data = load(cfg.data, device)
+    data = load_data(cfg, device)
     loops = {n: s for n, s in HARNESS.items() if _applies(s, device)}
     runs = {name: LoopRuns() for name in ["reference", *loops]}
     loader = reference_loader(cfg, data, device)
@@ -116,7 +115,7 @@ def _harness_run(cfg, data: Dataset, seed: int, settings: dict, runs: LoopRuns):
 def _second_dataset_rows(args: argparse.Namespace, device):
     """The IW rows (largest k) for a model trained on a second dataset: Δ nll of each mode."""
     cfg = load_config([f"data={args.delta_data}"])
-    data = load(cfg.data, device)
+    data = load_data(cfg, device)
     model = build_model(cfg.model, data, 0).to(device)
     train(model, data, cfg.trainer, progress=False)
     return data, cfg.trainer.epochs, evaluator_rows(model, data, [max(args.k)])[1:]
