@@ -14,18 +14,32 @@ import torch.nn.functional as F
 from models.kernels import bernoulli_nll, dot, fp32_or_wider, softplus_sum, squared_error
 
 
-class Bernoulli:
+class PerPixel:
+    """What every likelihood shares: -ln p in the decoder's precision (fp32 at least) from the
+    float64 sum, and the IW bound's output-layer path taken unfused unless a likelihood fuses it."""
+
+    def neg_log_prob(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return self.neg_log_prob64(out, x).to(fp32_or_wider(out.dtype))
+
+    def neg_log_prob64(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def neg_log_prob_linear(
+        self, h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, x: torch.Tensor
+    ) -> torch.Tensor:
+        """neg_log_prob64 of the output layer h Wᵀ + b, for samples h (..., B, H) of B images."""
+        return self.neg_log_prob64(F.linear(h, weight, bias), x)
+
+
+class Bernoulli(PerPixel):
     """Decoder outputs logits; only a likelihood on binary data."""
 
     name = "bernoulli"
     takes = "binary"
     outputs_per_pixel = 1
 
-    def neg_log_prob(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """Σ_d softplus(l_d) − x_d l_d: binary cross-entropy with logits, summed over pixels."""
-        return self.neg_log_prob64(logits, x).to(fp32_or_wider(logits.dtype))
-
     def neg_log_prob64(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Σ_d softplus(l_d) − x_d l_d: binary cross-entropy with logits, summed over pixels."""
         return bernoulli_nll(logits, x)
 
     def mean(self, logits: torch.Tensor) -> torch.Tensor:
@@ -41,7 +55,7 @@ class Bernoulli:
         return softplus_sum(F.linear(h, weight, bias)) - fit
 
 
-class Gaussian:
+class Gaussian(PerPixel):
     """Decoder outputs the mean; fixed variance sigma^2 shared by all pixels."""
 
     name = "gaussian"
@@ -54,19 +68,11 @@ class Gaussian:
         self.variance = float(variance)
         self._log_norm = 0.5 * math.log(2 * math.pi * self.variance)
 
-    def neg_log_prob(self, mean: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return self.neg_log_prob64(mean, x).to(fp32_or_wider(mean.dtype))
-
     def neg_log_prob64(self, mean: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return squared_error(mean, x) / (2 * self.variance) + mean.shape[-1] * self._log_norm
 
     def mean(self, mean: torch.Tensor) -> torch.Tensor:
         return mean
-
-    def neg_log_prob_linear(
-        self, h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, x: torch.Tensor
-    ) -> torch.Tensor:
-        return self.neg_log_prob64(F.linear(h, weight, bias), x)
 
     def optimal_variance(self, neg_log_prob: float, d: int) -> float:
         """The sigma^2 that would maximize a mean -ln p(x|z) of `neg_log_prob` over `d` pixels:
@@ -74,7 +80,7 @@ class Gaussian:
         return 2 * self.variance * (neg_log_prob - d * self._log_norm) / d
 
 
-class DiscretizedLogistic:
+class DiscretizedLogistic(PerPixel):
     """Decoder outputs a mean μ and a log-scale ln s per pixel (first the D means, then the D
     log-scales). The exact probability of each of L levels x_k = k/(L-1): the logistic's mass on
     the level's bin [x_k - h, x_k + h], h = 1/(2(L-1)), the end bins open to ±∞ (Kingma et al.
@@ -88,9 +94,6 @@ class DiscretizedLogistic:
         if n_levels < 2:
             raise ValueError(f"a discretized likelihood needs >= 2 levels, got {n_levels}")
         self.half_bin = 0.5 / (n_levels - 1)
-
-    def neg_log_prob(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return self.neg_log_prob64(out, x).to(fp32_or_wider(out.dtype))
 
     def neg_log_prob64(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         mean, log_scale = out.double().chunk(2, dim=-1)
@@ -108,18 +111,13 @@ class DiscretizedLogistic:
     def mean(self, out: torch.Tensor) -> torch.Tensor:
         return out.chunk(2, dim=-1)[0].clamp(0, 1)
 
-    def neg_log_prob_linear(
-        self, h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, x: torch.Tensor
-    ) -> torch.Tensor:
-        return self.neg_log_prob64(F.linear(h, weight, bias), x)
-
 
 def log1mexp(t: torch.Tensor) -> torch.Tensor:
     """ln(1 - e^t) for t < 0, accurate at both ends (Mächler 2012)."""
     return torch.where(t > -math.log(2), torch.log(-torch.expm1(t)), torch.log1p(-torch.exp(t)))
 
 
-class ContinuousBernoulli:
+class ContinuousBernoulli(PerPixel):
     """Decoder outputs logits η; the continuous Bernoulli density on [0, 1] (Loaiza-Ganem &
     Cunningham 2019): C(λ) λ^x (1-λ)^(1-x), λ = σ(η), the normalizer that BCE on grey levels
     lacks. ln C = ln(η / tanh(η/2)), ln 2 at λ = ½, taken from its series near η = 0."""
@@ -127,9 +125,6 @@ class ContinuousBernoulli:
     name = "continuous_bernoulli"
     takes = "dequantized"
     outputs_per_pixel = 1
-
-    def neg_log_prob(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return self.neg_log_prob64(logits, x).to(fp32_or_wider(logits.dtype))
 
     def neg_log_prob64(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return bernoulli_nll(logits, x) - log_normalizer(logits.double()).sum(-1)
@@ -141,11 +136,6 @@ class ContinuousBernoulli:
         safe = torch.where(small, torch.ones_like(eta), eta)
         exact = -1 / torch.expm1(-safe) - 1 / safe
         return torch.where(small, 0.5 + eta / 12, exact).to(logits.dtype)
-
-    def neg_log_prob_linear(
-        self, h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, x: torch.Tensor
-    ) -> torch.Tensor:
-        return self.neg_log_prob64(F.linear(h, weight, bias), x)
 
 
 def log_normalizer(eta: torch.Tensor) -> torch.Tensor:
