@@ -52,6 +52,7 @@ def test_every_likelihood_trains_and_its_bounds_are_ordered(name):
     d = data.x_dim
     shift = d * math.log(data.n_levels) if LIKELIHOODS[name].takes == "dequantized" else 0.0
     assert metrics["bits_per_dim"] == pytest.approx((metrics["nll"] + shift) / (d * math.log(2)))
+    assert metrics["bits_per_dim_se"] == pytest.approx(metrics["nll_se"] / (d * math.log(2)))
     if LIKELIHOODS[name].takes == "levels":  # x = k/(L-1) exactly, no dequantization noise
         assert torch.equal(data.test_x * (data.n_levels - 1), data.test.levels.float())
 

@@ -196,7 +196,9 @@ def _add_bound(
     bpd = bits_per_dim(result.metrics["nll"], data, model.likelihood)
     if bpd is not None:
         result.metrics["bits_per_dim"] = bpd
-        result.metrics["bits_per_dim_se"] = bpd * result.metrics["nll_se"] / result.metrics["nll"]
+        # bits/dim is nll/(D ln 2) plus a constant (D ln L for a density): its SE is the nll's
+        # scaled, not bpd·se/nll (wrong with the constant, and negative for a negative nll)
+        result.metrics["bits_per_dim_se"] = result.metrics["nll_se"] / (data.x_dim * math.log(2))
     if "neg_log_p_data" in result.per_example:
         _add_paired(result, "excess", "nll", "neg_log_p_data")
         _add_paired(result, "elbo_excess", "neg_elbo", "neg_log_p_data")
