@@ -11,7 +11,15 @@ import math
 import torch
 import torch.nn.functional as F
 
-from models.kernels import bernoulli_nll, dot, fp32_or_wider, softplus_sum, squared_error
+from models.kernels import (
+    bernoulli_nll,
+    discretized_logistic_nll,
+    dot,
+    fp32_or_wider,
+    log_normalizer_sum,
+    softplus_sum,
+    squared_error,
+)
 
 
 class PerPixel:
@@ -96,25 +104,10 @@ class DiscretizedLogistic(PerPixel):
         self.half_bin = 0.5 / (n_levels - 1)
 
     def neg_log_prob64(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        mean, log_scale = out.double().chunk(2, dim=-1)
-        inv_scale = torch.exp(-log_scale)
-        upper = inv_scale * (x - mean + self.half_bin)  # the bin's edges, standardized
-        lower = inv_scale * (x - mean - self.half_bin)
-        # ln(σ(b) - σ(a)) = b - softplus(a) - softplus(b) + ln(1 - e^(a-b)): exact, and stable
-        # where both CDFs are near 0 or near 1
-        inner = upper - F.softplus(lower) - F.softplus(upper) + log1mexp(lower - upper)
-        first = -F.softplus(-upper)  # ln σ(b): the bin (-∞, x_0 + h]
-        last = -F.softplus(lower)  # ln(1 - σ(a)): the bin [x_{L-1} - h, ∞)
-        log_p = torch.where(x <= 0, first, torch.where(x >= 1, last, inner))
-        return -log_p.sum(-1)
+        return discretized_logistic_nll(out, x, self.half_bin)
 
     def mean(self, out: torch.Tensor) -> torch.Tensor:
         return out.chunk(2, dim=-1)[0].clamp(0, 1)
-
-
-def log1mexp(t: torch.Tensor) -> torch.Tensor:
-    """ln(1 - e^t) for t < 0, accurate at both ends (Mächler 2012)."""
-    return torch.where(t > -math.log(2), torch.log(-torch.expm1(t)), torch.log1p(-torch.exp(t)))
 
 
 class ContinuousBernoulli(PerPixel):
@@ -127,7 +120,7 @@ class ContinuousBernoulli(PerPixel):
     outputs_per_pixel = 1
 
     def neg_log_prob64(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return bernoulli_nll(logits, x) - log_normalizer(logits.double()).sum(-1)
+        return bernoulli_nll(logits, x) - log_normalizer_sum(logits)
 
     def mean(self, logits: torch.Tensor) -> torch.Tensor:
         """E[x] = λ/(2λ-1) + 1/(2 artanh(1-2λ)) = 1/(1 - e^-η) - 1/η; ½ at η = 0."""
@@ -136,17 +129,6 @@ class ContinuousBernoulli(PerPixel):
         safe = torch.where(small, torch.ones_like(eta), eta)
         exact = -1 / torch.expm1(-safe) - 1 / safe
         return torch.where(small, 0.5 + eta / 12, exact).to(logits.dtype)
-
-
-def log_normalizer(eta: torch.Tensor) -> torch.Tensor:
-    """ln C(σ(η)) = ln(|η| / tanh(|η|/2)) elementwise; below |η| = 1e-2, its series
-    ln 2 + η²/12 - 7η⁴/1440 (the next term is below 1e-13)."""
-    a = eta.abs()
-    small = a < 1e-2
-    safe = torch.where(small, torch.ones_like(a), a)
-    exact = torch.log(safe) - torch.log(torch.tanh(safe / 2))
-    series = math.log(2) + a.pow(2) / 12 - 7 * a.pow(4) / 1440
-    return torch.where(small, series, exact)
 
 
 Likelihood = Bernoulli | Gaussian | DiscretizedLogistic | ContinuousBernoulli

@@ -28,6 +28,25 @@ def test_compiled_kernels_equal_eager(name):
     torch.testing.assert_close(compiled_bf16, kernel(logits.bfloat16(), *args[1:]))
 
 
+def test_compiled_grey_level_kernels_equal_eager():
+    """The discretized logistic's and the continuous Bernoulli's per-pixel sums (float64
+    inside), compiled into one pass, against eager: logits near 0 (the series) and far out."""
+    torch.manual_seed(0)
+    out = torch.cat([torch.rand(30, 7, 784) * 1.4 - 0.2, torch.rand(30, 7, 784) * 8 - 9], -1)
+    levels = torch.randint(0, 256, (7, 784)).float() / 255
+    logits = torch.randn(30, 7, 784) * torch.logspace(-4, 1.5, 784)
+    cases = [
+        (kernels.discretized_logistic_nll, (out, levels, 0.5 / 255)),
+        (kernels.log_normalizer_sum, (logits,)),
+    ]
+    for kernel, args in cases:
+        eager = kernel(*args)
+        with kernels.compiled_kernels():
+            compiled = kernel(*args)
+        assert eager.dtype == compiled.dtype == torch.float64
+        torch.testing.assert_close(compiled, eager, rtol=1e-12, atol=1e-9)
+
+
 def test_bf16_runs_the_matmuls_in_bf16_and_hands_back_fp32():
     model, data, _ = fit("trainer.epochs=1")
     z = torch.randn(5, model.z_dim)
