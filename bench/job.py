@@ -64,13 +64,14 @@ def tag_safe(name: str) -> str:
 
 def check_data(cfg: DictConfig, data: Dataset) -> None:
     """What only the data themselves can refuse (the user's files): labels for a conditional
-    variant, discrete values for a Bernoulli decoder, enough images for a batch."""
+    variant, discrete values for a likelihood that is not a density (Bernoulli, discretized
+    logistic), enough images for a batch."""
     if variant(cfg.model.name).conditional and not data.labelled:
         raise BenchError(
             f"model={cfg.model.name} conditions on labels and {data.name} has none: put the "
             "images in class folders, or the labels in the .npz under y"
         )
-    if data.is_continuous and cfg.model.likelihood in ("bernoulli", "discretized_logistic"):
+    if data.is_continuous and LIKELIHOODS[cfg.model.likelihood].takes != "dequantized":
         raise BenchError(
             f"{data.name} holds floats in [0, 1], continuous data: it needs "
             "model.likelihood=gaussian or continuous_bernoulli (store 8-bit images as uint8 to "

@@ -7,7 +7,7 @@ import torch
 from bench.evaluation.evaluator import EvalSettings, evaluate
 from bench.runtime.precision import autocast
 from models import LIKELIHOODS, kernels
-from tests.test_training import fit
+from tests.test_training import fit, fit_likelihood
 
 CPU = torch.device("cpu")
 
@@ -62,8 +62,7 @@ def test_bf16_evaluation_is_within_the_refusal_bound_of_fp32(likelihood):
     """Same weights and noise: |Δ nll| <= 0.05 nats (the bound past which eval.precision=bf16
     would be refused), yet not equal (the bf16 path ran); for every likelihood (digits, 6
     epochs: |Δ| was 0.0003-0.0017 nats)."""
-    grey = [] if LIKELIHOODS[likelihood].takes == "binary" else ["data.binarize=none"]
-    model, data, _ = fit(f"model.likelihood={likelihood}", "model.output_variance=0.05", *grey)
+    model, data, _ = fit_likelihood(likelihood)
     metrics = {}
     for precision in ("fp32", "bf16"):
         torch.manual_seed(0)

@@ -20,6 +20,13 @@ def fit(*overrides: str):
     return model, data, history
 
 
+def fit_likelihood(name: str, *overrides: str):
+    """fit() under likelihood `name`, on the data it takes: the digits' binary draws for the
+    Bernoulli, their grey levels otherwise (σ² = 0.05 for the Gaussian)."""
+    grey = [] if LIKELIHOODS[name].takes == "binary" else ["data.binarize=none"]
+    return fit(f"model.likelihood={name}", "model.output_variance=0.05", *grey, *overrides)
+
+
 STOCHASTIC = [name for name in variant_names() if variant(name).stochastic]
 
 
@@ -44,8 +51,7 @@ def test_every_likelihood_trains_and_its_bounds_are_ordered(name):
     """On the digits' grey levels (their binary draws for the Bernoulli): the objective falls,
     the IW bound is below -ELBO, and bits/dim is nll/(D ln 2) for a discrete likelihood, plus
     the dequantization's D ln L for a density."""
-    grey = [] if LIKELIHOODS[name].takes == "binary" else ["data.binarize=none"]
-    model, data, history = fit(f"model.likelihood={name}", "model.output_variance=0.05", *grey)
+    model, data, history = fit_likelihood(name)
     assert history[-1]["train/objective"] < history[0]["train/objective"]
     metrics = evaluate(model, data, EvalSettings(k=50)).metrics
     assert metrics["nll"] <= metrics["neg_elbo"] and metrics["bound_gap"] >= 0
