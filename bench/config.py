@@ -12,15 +12,22 @@ from bench.data.files import dataset_name
 from bench.data.named.sets import NAMED
 from bench.data.synthetic.families import FAMILIES
 from bench.errors import BenchError
+from bench.networks import CUSTOM, NET_NAMES, check_target
 from bench.runtime.precision import PRECISIONS
 from bench.training.schedules import LR_SCHEDULES
 from models import LIKELIHOODS, variant, variant_names
-from models.nets import ACTIVATION_NAMES
+from models.nets import ACTIVATION_NAMES, ACTIVATIONS
 
 SAMPLERS = ("grid", "tpe", "random")
 COMPILE_SETTINGS = ("auto", "none", "default", "reduce-overhead", "max-autotune")
 # config group -> what it is
-GROUPS = {"model": "model", "data": "dataset", "study": "study", "recipe": "recipe"}
+GROUPS = {
+    "model": "model",
+    "net": "network",
+    "data": "dataset",
+    "study": "study",
+    "recipe": "recipe",
+}
 
 
 def group_options(group: str) -> list[str]:
@@ -82,6 +89,7 @@ def validate(cfg: DictConfig) -> None:
             f"choose one of {', '.join(n for n in group_options('data') if labelled(n))}"
         )
     _check_likelihood_data(model.likelihood, cfg.data)
+    _validate_net(cfg.net, model.activation)
     _at_least("trainer.epochs", trainer.epochs, 1, int)
     _at_least("trainer.batch_size", trainer.batch_size, 1, int)
     _positive("trainer.lr", trainer.lr)
@@ -109,10 +117,33 @@ def validate(cfg: DictConfig) -> None:
     _one_of("eval.precision", cfg.eval.precision, PRECISIONS)
     _one_of("eval.compile", cfg.eval.compile, ("auto", True, False))
     if cfg.get("study") is not None:
-        _validate_study(cfg.study)
+        _validate_study(cfg.study, cfg.net.name)
 
 
-def _validate_study(study: DictConfig) -> None:
+def _validate_net(net: DictConfig, activation: str) -> None:
+    _one_of("net", net.name, NET_NAMES)
+    if net.name == CUSTOM:
+        check_target(net.get("_target_"))
+        return
+    if net.name == "mlp":
+        return
+    _one_of(f"net={net.name}'s activation (model.activation)", activation, tuple(ACTIVATIONS))
+    if not OmegaConf.is_list(net.channels) or len(net.channels) == 0:
+        raise BenchError(f"net.channels must be a list of widths, e.g. [32, 64]: {net.channels!r}")
+    for width in net.channels:
+        _at_least("net.channels[]", width, 1, int)
+    if "blocks" in net:
+        _at_least("net.blocks", net.blocks, 0, int)
+
+
+def _validate_study(study: DictConfig, net: str) -> None:
+    swept = {key for key, _ in _leaves(OmegaConf.to_container(study.space) or {})}
+    mlp_only = sorted(swept & {"model.h_dim", "model.n_hidden", "model.activation"})
+    if mlp_only and net != "mlp":
+        raise BenchError(
+            f"study {study.name!r} sweeps {mlp_only[0]}, a size of the MLP: it applies to "
+            f"net=mlp only (net={net}'s widths are net.channels)"
+        )
     _at_least("study.workers", study.workers, 1, int)
     _one_of("study.sampler", study.sampler, SAMPLERS)
     if study.n_trials is not None:
@@ -121,6 +152,14 @@ def _validate_study(study: DictConfig) -> None:
         raise BenchError("study.seeds needs at least one seed, e.g. study.seeds=[0]")
     for seed in study.seeds:
         _at_least("study.seeds[]", seed, 0, int)
+
+
+def _leaves(tree: dict, prefix: str = ""):
+    for key, value in tree.items():
+        if isinstance(value, dict) and not {"low", "high"} & set(value):
+            yield from _leaves(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
 
 
 def labelled(data: str) -> bool:

@@ -22,6 +22,7 @@ from bench.evaluation.estimators.iw import rows_per_chunk
 from bench.evaluation.estimators.optimal_q import Search
 from bench.evaluation.evaluator import EvalSettings, Evaluation, compile_pays, evaluate
 from bench.evaluation.per_example import PER_EXAMPLE, per_example_table
+from bench.networks import net_factory
 from bench.runtime.faults import kill_point
 from bench.tracking import mlflow_runs
 from bench.tracking.dataset_inputs import dataset_inputs
@@ -36,6 +37,7 @@ from models.base import LatentModel
 EVAL_PREFIX = {"val": "val_eval", "test": "test"}  # keys of the final k-sample evaluation
 CHECKPOINT = "checkpoint/training_state.pt"  # the run's artifact that bench.resume goes on from
 CONFIG = "config.yaml"  # the resolved config, logged before training
+MLP_KEYS = ("h_dim", "n_hidden", "activation")  # model.*: the network's (bench.networks)
 
 
 def load_data(cfg: DictConfig, device: torch.device | str = "cpu") -> Dataset:
@@ -45,15 +47,22 @@ def load_data(cfg: DictConfig, device: torch.device | str = "cpu") -> Dataset:
 
 
 def build_model(cfg: DictConfig, data: Dataset, seed: int) -> LatentModel:
-    """The variant `cfg.name`, its weights initialized from `seed`."""
+    """The variant `cfg.model.name` on the network `cfg.net`, its weights initialized from
+    `seed`."""
     torch.manual_seed(seed)
-    options = OmegaConf.to_container(cfg, resolve=True)
+    options = OmegaConf.to_container(cfg.model, resolve=True)
+    for key in MLP_KEYS:
+        options.pop(key)
     name = options.pop("name")
     likelihood = build_likelihood(
         options.pop("likelihood"), options.pop("output_variance"), max(data.n_levels, 2)
     )
     return variant(name)(
-        x_dim=data.x_dim, n_classes=data.n_classes, likelihood=likelihood, **options
+        image_shape=data.image_shape,
+        n_classes=data.n_classes,
+        likelihood=likelihood,
+        net=net_factory(cfg),
+        **options,
     )
 
 
@@ -103,7 +112,7 @@ def run_job(
     data = load_data(cfg, device)
     check_data(cfg, data)
     cfg = resolved(cfg, device, data)
-    model = build_model(cfg.model, data, cfg.trainer.seed).to(device)
+    model = build_model(cfg, data, cfg.trainer.seed).to(device)
     if resume is None:
         _log_setup(client, run_id, cfg, data, device)
 

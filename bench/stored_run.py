@@ -21,12 +21,17 @@ T = TypeVar("T")
 
 
 def stored_config(run_id: str, tracking_uri: str | None = None) -> DictConfig:
-    """The run's logged config on top of today's defaults for its model and data (keys added
-    since it ran take their defaults), less its study's settings."""
+    """The run's logged config on top of today's defaults for its model, network and data (keys
+    added since it ran take their defaults), less its study's settings. A user's network is
+    imported from this environment (net._target_), never from the store."""
     stored = read_artifact(run_id, CONFIG, tracking_uri, OmegaConf.load)
     stored.pop("study", None)  # a study trial's: what the study was, not how the run ran
     data = stored.data.get("format") or stored.data.name
-    base = load_config([f"model={stored.model.name}", f"data={data}"])
+    net = stored.get("net") or {"name": "mlp"}  # runs made before net=: the MLP
+    target = [f"net._target_={net['_target_']}"] if net.get("_target_") else []
+    base = load_config(
+        [f"model={stored.model.name}", f"net={net['name']}", *target, f"data={data}"]
+    )
     OmegaConf.set_struct(base, False)  # keys since renamed or dropped are carried, unused
     return OmegaConf.merge(base, stored)
 
@@ -46,7 +51,7 @@ def stored_model(
             "and loading that runs code from the tracking store. If you trust the store: "
             f"mlflow.pytorch.load_model('runs:/{run_id}/model')"
         )
-    model = build_model(cfg.model, data, int(cfg.trainer.seed)).to(device)
+    model = build_model(cfg, data, int(cfg.trainer.seed)).to(device)
     read_artifact(run_id, found[0], tracking_uri, lambda path: load_weights(model, path, device))
     return model.eval()
 

@@ -1,10 +1,12 @@
-"""What every variant shares: an MLP encoder/decoder pair, a likelihood and its loss parts.
+"""What every variant shares: an encoder/decoder pair (models.nets), a likelihood and its loss
+parts.
 
 A variant is a subclass that sets `stochastic`/`conditional` and says what its
 regularizer is; the one training loop only ever calls `loss_parts`.
 """
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -14,9 +16,10 @@ from torch import nn
 
 from models.kernels import at_least_fp32
 from models.likelihood import Likelihood
-from models.nets import mlp
+from models.nets import MLP, MLPNet
 
 LOG_2PI = math.log(2 * math.pi)
+NetFactory = Callable[..., nn.Module]  # models.nets: the contract
 
 
 @dataclass
@@ -47,30 +50,28 @@ class LatentModel(nn.Module):
 
     def __init__(
         self,
-        x_dim: int,
+        image_shape: Sequence[int],
         z_dim: int,
-        h_dim: int,
-        n_hidden: int,
         likelihood: Likelihood,
+        net: NetFactory = MLPNet,
         n_classes: int = 0,
-        activation: str = "relu",
     ):
         super().__init__()
         if self.conditional and n_classes < 2:
             raise ValueError(f"{type(self).__name__} needs a labelled dataset")
-        self.x_dim, self.z_dim = x_dim, z_dim
+        self.image_shape = tuple(int(s) for s in image_shape)
+        self.x_dim, self.z_dim = math.prod(self.image_shape), z_dim
         self.n_classes = n_classes if self.conditional else 0
         self.likelihood = likelihood
-        heads = 2 if self.stochastic else 1
-        self.encoder = mlp(x_dim + self.n_classes, h_dim, n_hidden, heads * z_dim, activation)
-        outputs = likelihood.outputs_per_pixel * x_dim
-        self.decoder = mlp(z_dim + self.n_classes, h_dim, n_hidden, outputs, activation)
-
-    def _condition(self, t: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
-        if not self.conditional:
-            return t
-        one_hot = F.one_hot(y, self.n_classes).to(t.dtype)
-        return torch.cat([t, one_hot.expand(*t.shape[:-1], self.n_classes)], -1)
+        nets = net(
+            image_shape=self.image_shape,
+            z_dim=z_dim,
+            n_classes=self.n_classes,
+            encoder_outputs=(2 if self.stochastic else 1) * z_dim,
+            outputs_per_pixel=likelihood.outputs_per_pixel,
+        )
+        self.encoder, self.decoder = nets.encoder, nets.decoder
+        self.net_module = type(nets).__module__  # where its source is (the logged model's code)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The latent code: q's mean (a deterministic encoder's output), what the logged MLflow
@@ -86,29 +87,44 @@ class LatentModel(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(mu, logvar) of q(z|x[,y]); logvar is None for a deterministic encoder. In fp32 even
         when the matmuls run in bf16 (bench.runtime.precision)."""
-        h = at_least_fp32(self.encoder(self._condition(x, y)))
+        h = at_least_fp32(self._run(self.encoder, x, y))
         if not self.stochastic:
             return h, None
         mu, logvar = h.chunk(2, dim=-1)
         return mu, logvar
 
     def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        return at_least_fp32(self.decoder(self._condition(z, y)))
+        return at_least_fp32(self._run(self.decoder, z, y))
 
     def neg_log_prob_samples(
         self, z: torch.Tensor, y: torch.Tensor | None, x: torch.Tensor
     ) -> torch.Tensor:
-        """-ln p(x|z) for many samples z (k, B, z) of the B images x: the decoder's output layer
-        fused into the likelihood (bench.evaluation.estimators: the IW bound's decoder passes).
-        Under bf16 autocast the logits are rounded to bf16, so the likelihood is taken from them
-        unfused: its two terms must see the same logits for their rounding errors to cancel."""
-        if torch.is_autocast_enabled(z.device.type):
-            return self.likelihood.neg_log_prob64(self.decoder(self._condition(z, y)), x)
-        *body, out = self.decoder
-        h = self._condition(z, y)
-        for layer in body:
-            h = layer(h)
+        """-ln p(x|z) for many samples z (k, B, z) of the B images x: an MLP decoder's output
+        layer fused into the likelihood (bench.evaluation.estimators: the IW bound's decoder
+        passes); other networks' outputs are taken as they are. Under bf16 autocast the logits
+        are rounded to bf16, so the likelihood is taken from them unfused: its two terms must see
+        the same logits for their rounding errors to cancel."""
+        if torch.is_autocast_enabled(z.device.type) or not isinstance(self.decoder, MLP):
+            return self.likelihood.neg_log_prob64(self._run(self.decoder, z, y), x)
+        out = self.decoder[-1]
+        h = self.decoder.features(z, self._label(z, y))
         return self.likelihood.neg_log_prob_linear(h, out.weight, out.bias, x)
+
+    def _label(self, t: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor | None:
+        """y's one-hot code for each row of t (None for an unconditional variant)."""
+        if not self.conditional:
+            return None
+        one_hot = F.one_hot(y, self.n_classes).to(t.dtype)
+        return one_hot.expand(*t.shape[:-1], self.n_classes)
+
+    def _run(self, net: nn.Module, t: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        """`net` on the rows of t (..., dim), which it takes as (N, dim) (models.nets)."""
+        label = self._label(t, y)
+        if isinstance(net, MLP):  # takes any leading dims as they are
+            return net(t, label)
+        rows = t.reshape(-1, t.shape[-1])
+        out = net(rows, None if label is None else label.reshape(-1, self.n_classes))
+        return out.reshape(*t.shape[:-1], out.shape[-1])
 
     def regularizer(
         self, mu: torch.Tensor, logvar: torch.Tensor | None, kl: torch.Tensor | None

@@ -6,6 +6,7 @@ so the model's own (linear, diagonal) encoder can represent it exactly.
 """
 
 import math
+from functools import partial
 
 import pytest
 import torch
@@ -16,8 +17,10 @@ from bench.evaluation.estimators.iw import iw_terms, log_weights, prefix_sizes
 from bench.evaluation.estimators.optimal_q import Search
 from bench.evaluation.estimators.stats import mean_se, paired_difference
 from models import Gaussian, variant
+from models.nets import MLPNet
 
 D, Z, S2, N = 12, 3, 0.3, 400
+LINEAR = partial(MLPNet, n_hidden=0)  # a linear encoder and decoder
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +29,7 @@ def setup():
     q, _ = torch.linalg.qr(torch.randn(D, Z, generator=g, dtype=torch.float64))
     w = q * torch.tensor([2.0, 1.0, 0.5], dtype=torch.float64)
     b = torch.randn(D, generator=g, dtype=torch.float64)
-    model = variant("vae")(x_dim=D, z_dim=Z, h_dim=1, n_hidden=0, likelihood=Gaussian(S2)).double()
+    model = variant("vae")(image_shape=(D,), z_dim=Z, likelihood=Gaussian(S2), net=LINEAR).double()
     post_var = 1 / (1 + (w * w).sum(0) / S2)
     with torch.no_grad():
         model.decoder[0].weight.copy_(w)
@@ -44,7 +47,7 @@ def setup():
 
 def perturbed(model):
     """A worse proposal: the encoder's mean and variance off the true posterior."""
-    worse = variant("vae")(x_dim=D, z_dim=Z, h_dim=1, n_hidden=0, likelihood=Gaussian(S2)).double()
+    worse = variant("vae")(image_shape=(D,), z_dim=Z, likelihood=Gaussian(S2), net=LINEAR).double()
     worse.load_state_dict(model.state_dict())
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():

@@ -166,6 +166,12 @@ BAD_INPUT = [
     (["tracking_uri=http://127.0.0.1:9"], "tracking server http://127.0.0.1:9 is unreachable"),
     (["study=zdim", "study.n_trials=0"], "study.n_trials must be an integer >= 1, got 0"),
     (["study=smoke", "study.seeds=[]"], "study.seeds needs at least one seed"),
+    (["net=nosuch"], "unknown network 'nosuch': choose one of conv, custom, mlp, resnet"),
+    (["net=custom"], "net=custom needs net._target_=package.module.Class"),
+    (["net=custom", "net._target_=nosuch.Net"], "net._target_=nosuch.Net cannot be imported"),
+    (["net=conv", "net.channels=[8,0]"], "net.channels[] must be an integer >= 1, got 0"),
+    (["net=conv", "model.activation=gated"], "net=conv's activation (model.activation) must be"),
+    (["study=hdim", "net=resnet"], "sweeps model.h_dim, a size of the MLP: it applies to net=mlp"),
     (["study=zdim", "study.sampler=nosuch"], "study.sampler must be one of grid, tpe, random"),
     (
         ["model=cvae", "data=linear", "model.likelihood=gaussian"],

@@ -1,5 +1,6 @@
 """Every config file composes and validates; config groups and the variant registry agree."""
 
+import inspect
 import re
 from importlib.resources import files
 
@@ -11,8 +12,10 @@ from bench.config import group_options, load_config, validate
 from bench.data.named.sets import NAMED
 from bench.data.sources import SYNTHETIC
 from bench.errors import BenchError
+from bench.networks import NET_NAMES
 from bench.run import main
 from models import variant_names
+from models.nets import NETS
 
 CONF = files("bench.conf")
 MODEL_FILES = sorted(p.name for p in (CONF / "model").iterdir() if p.name.endswith(".yaml"))
@@ -50,7 +53,26 @@ def test_study_config_composes_and_validates(name):
             assert load_config([f"study={name}", f"model={variant}"]).model.name == variant
 
 
-GROUPS = [("study", "study"), ("model", "model"), ("data", "dataset"), ("recipe", "recipe")]
+GROUPS = [
+    ("study", "study"),
+    ("model", "model"),
+    ("net", "network"),
+    ("data", "dataset"),
+    ("recipe", "recipe"),
+]
+
+
+def test_every_network_file_is_a_registered_network_or_custom():
+    assert group_options("net") == sorted(NET_NAMES)
+    assert load_config([]).net.name == "mlp"
+
+
+@pytest.mark.parametrize("name", sorted(NETS))
+def test_every_network_config_names_only_its_class_arguments(name):
+    """A built-in net's keys (less `name`), and the model's it takes, are keyword arguments of
+    its class."""
+    keys = (set(load_config([f"net={name}"]).net) - {"name"}) | {"activation"}
+    assert keys <= set(inspect.signature(NETS[name]).parameters), keys
 
 
 @pytest.mark.parametrize("group,what", GROUPS)

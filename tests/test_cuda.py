@@ -30,7 +30,7 @@ SMALL = ["trainer.device=cuda", "model.h_dim=128", "trainer.batch_size=16"]
 def fit(*overrides: str):
     cfg = config(*SMALL, *overrides)
     data = load(cfg.data, "cuda")
-    model = build_model(cfg.model, data, cfg.trainer.seed).cuda()
+    model = build_model(cfg, data, cfg.trainer.seed).cuda()
     return model, data, train(model, data, cfg.trainer), cfg
 
 
@@ -47,7 +47,7 @@ def test_every_variant_trains_and_evaluates_on_the_gpu_without_a_sync_per_step(n
     cfg = config(*SMALL, f"model={name}", "trainer.epochs=2")
     data = load(cfg.data, "cuda")
     assert data.test_x.is_cuda and data.val_x.is_cuda
-    model = build_model(cfg.model, data, cfg.trainer.seed).cuda()
+    model = build_model(cfg, data, cfg.trainer.seed).cuda()
     history = []
     copies = device_to_host_copies(lambda: history.extend(train(model, data, cfg.trainer)))
     steps = cfg.trainer.epochs * -(-len(data.train) // cfg.trainer.batch_size)
@@ -82,10 +82,10 @@ def test_a_checkpoint_written_on_the_gpu_resumes_to_the_same_history():
     cfg = config(*SMALL, "trainer.epochs=5", "trainer.checkpoint_minutes=0")
     data = load(cfg.data, "cuda")
     states = []
-    whole = build_model(cfg.model, data, 0).cuda()
+    whole = build_model(cfg, data, 0).cuda()
     keep = Checkpointing(lambda state: states.append(copy.deepcopy(state)), minutes=0)
     history = train(whole, data, cfg.trainer, checkpoint=keep)
-    resumed = build_model(cfg.model, data, 0).cuda()
+    resumed = build_model(cfg, data, 0).cuda()
     assert train(resumed, data, cfg.trainer, resume=states[1]) == history
     for name, value in whole.state_dict().items():
         assert torch.equal(resumed.state_dict()[name], value), name

@@ -117,7 +117,7 @@ def test_the_same_images_from_idx_npz_and_pngs_are_the_same_tensors_and_nll(tmp_
     results = []
     for cfg in cfgs:
         data = load(cfg.data)
-        model = build_model(cfg.model, data, 0)
+        model = build_model(cfg, data, 0)
         train(model, data, cfg.trainer, progress=False)
         torch.manual_seed(0)
         nll = evaluate(model, data, EvalSettings(k=10)).metrics["nll"]

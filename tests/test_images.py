@@ -1,11 +1,14 @@
 """The image grids against torchvision's make_grid, and their size for small images."""
 
+from functools import partial
+
 import pytest
 import torch
 from torchvision.utils import make_grid
 
 from bench.evaluation.images import MIN_GRID_PIXELS, PAD_VALUE, PADDING, grid, sample_grid
 from models import Bernoulli, variant
+from models.nets import MLPNet
 from tests.conftest import config
 
 
@@ -25,6 +28,8 @@ def test_small_images_are_enlarged_nearest_neighbour(tmp_path):
     from bench.data.load import load
 
     data = load(config().data)  # 8x8 digits
-    model = variant("vae")(x_dim=64, z_dim=2, h_dim=8, n_hidden=1, likelihood=Bernoulli())
+    model = variant("vae")(
+        image_shape=(1, 8, 8), z_dim=2, likelihood=Bernoulli(), net=partial(MLPNet, h_dim=8)
+    )
     image = Image.open(sample_grid(model, data, tmp_path / "samples.png"))
     assert min(image.size) >= MIN_GRID_PIXELS and image.mode == "L"

@@ -77,6 +77,7 @@ def test_the_top_of_bench_holds_only_entry_points_and_what_they_share():
         "config",
         "errors",
         "job",
+        "networks",
         "reproduce",
         "resume",
         "run",

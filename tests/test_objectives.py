@@ -1,14 +1,23 @@
 """Variants whose training objectives reduce to the VAE's at a setting, checked for the same
 noise and weights; and the IWAE's objective is the tighter bound."""
 
+from functools import partial
+
 import torch
 
 from models import Bernoulli, variant
+from models.nets import MLPNet
 
 
 def build(name: str, **options):
     torch.manual_seed(0)
-    return variant(name)(x_dim=64, z_dim=4, h_dim=32, n_hidden=1, likelihood=Bernoulli(), **options)
+    return variant(name)(
+        image_shape=(1, 8, 8),
+        z_dim=4,
+        likelihood=Bernoulli(),
+        net=partial(MLPNet, h_dim=32),
+        **options,
+    )
 
 
 def objective(model, x: torch.Tensor, seed: int = 1) -> torch.Tensor:

@@ -16,7 +16,7 @@ from tests.conftest import write_mnist_like
 def test_reference_loss_is_the_harness_vae_objective():
     torch.manual_seed(0)
     ref = ReferenceVAE()
-    ours = variant("vae")(x_dim=784, z_dim=20, h_dim=400, n_hidden=1, likelihood=Bernoulli())
+    ours = variant("vae")(image_shape=(1, 28, 28), z_dim=20, likelihood=Bernoulli())
     with torch.no_grad():
         ours.encoder[0].load_state_dict(ref.fc1.state_dict())
         ours.encoder[2].weight.copy_(torch.cat([ref.fc21.weight, ref.fc22.weight]))

@@ -31,12 +31,12 @@ def test_training_resumed_from_a_checkpoint_ends_as_if_never_stopped():
     cfg = config(*RECIPE, "trainer.epochs=7", "trainer.checkpoint_minutes=0")
     data = load(cfg.data)
     states = []
-    whole = build_model(cfg.model, data, 0)
+    whole = build_model(cfg, data, 0)
     keep = Checkpointing(lambda state: states.append(copy.deepcopy(state)), minutes=0)
     history = train(whole, data, cfg.trainer, checkpoint=keep)
     assert [s["epoch"] for s in states] == list(range(1, 8))
 
-    resumed = build_model(cfg.model, data, 0)
+    resumed = build_model(cfg, data, 0)
     rest = train(resumed, data, cfg.trainer, resume=states[2])  # from the end of epoch 3
     assert rest == history and rest.best_epoch == history.best_epoch
     for name, value in whole.state_dict().items():

@@ -42,7 +42,7 @@ def test_the_training_loop_stops_on_a_swallowed_signal(installed, monkeypatch):
     monkeypatch.setattr(sys, "unraisablehook", lambda u: None)
     cfg = config("trainer.epochs=1", "model.h_dim=16")
     data = load(cfg.data)
-    model = build_model(cfg.model, data, 0)
+    model = build_model(cfg, data, 0)
     SignalledWhileFinalized()
     with pytest.raises(KeyboardInterrupt, match="SIGTERM"):
         train(model, data, cfg.trainer)

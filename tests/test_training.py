@@ -15,7 +15,7 @@ LIKELIHOOD_METRICS = {"kl", "neg_elbo", "nll", "bound_gap", "bits_per_dim"}
 def fit(*overrides: str):
     cfg = config("trainer.epochs=6", "model.h_dim=128", *overrides)
     data = load_data(cfg)
-    model = build_model(cfg.model, data, cfg.trainer.seed)
+    model = build_model(cfg, data, cfg.trainer.seed)
     history = train(model, data, cfg.trainer)
     return model, data, history
 

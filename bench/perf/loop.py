@@ -70,9 +70,7 @@ def main_benchmark(args: argparse.Namespace) -> None:
     sections = {"evaluator": evaluator_rows(evaluated, data, args.k)}
     if args.delta_data:
         sections["delta"] = _second_dataset_rows(args, device)
-    sections["profile"] = epoch_profile(
-        build_model(cfg.model, data, 0).to(device), data, cfg.trainer
-    )
+    sections["profile"] = epoch_profile(build_model(cfg, data, 0).to(device), data, cfg.trainer)
     write_block(Path(args.out), device.type, results(args, data, runs, sections), TITLE)
     print(f"results: {args.out} ({device.type} block)")
     if args.trials_workers:
@@ -100,7 +98,7 @@ def _applies(settings: dict, device) -> bool:
 
 
 def _harness_run(cfg, data: Dataset, seed: int, settings: dict, runs: LoopRuns):
-    model = build_model(cfg.model, data, seed).to(data.train.levels.device)
+    model = build_model(cfg, data, seed).to(data.train.levels.device)
     trainer = cfg.trainer.copy()
     trainer.seed = seed
     trainer.precision, trainer.compile = settings["precision"], settings["compile"]
@@ -116,7 +114,7 @@ def _second_dataset_rows(args: argparse.Namespace, device):
     """The IW rows (largest k) for a model trained on a second dataset: Δ nll of each mode."""
     cfg = load_config([f"data={args.delta_data}"])
     data = load_data(cfg, device)
-    model = build_model(cfg.model, data, 0).to(device)
+    model = build_model(cfg, data, 0).to(device)
     train(model, data, cfg.trainer, progress=False)
     return data, cfg.trainer.epochs, evaluator_rows(model, data, [max(args.k)])[1:]
 

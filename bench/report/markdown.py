@@ -165,7 +165,7 @@ def bf16_note(rows: pd.DataFrame) -> list[str]:
 
 def results_table(rows: pd.DataFrame, study: StudyRuns) -> list[str]:
     extra = [k for k in study.swept() if k not in ALIASES]
-    setup = ["variant", "z_dim", "h_dim", "likelihood", "σ²", "epochs", *extra]
+    setup = ["variant", "net", "z_dim", "h_dim", "likelihood", "σ²", "epochs", *extra]
     metrics = shown_metrics(rows)
     header = ["", "trials", *setup, *[metric_header(m, rows) for m in metrics], "n"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -175,6 +175,7 @@ def results_table(rows: pd.DataFrame, study: StudyRuns) -> list[str]:
             "**best**" if i == best else "",
             row["trials"],
             row["variant"] + ("" if row["precision"] == "fp32" else f" ({row['precision']})"),
+            row["net"],
             as_int(row["z_dim"]),
             as_int(row["h_dim"]),
             row["likelihood"],

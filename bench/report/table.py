@@ -75,6 +75,7 @@ def run_table(study: StudyRuns, runs: pd.DataFrame | None = None) -> pd.DataFram
         table[name] = runs.get(column)
     table["seed"] = runs["params.trainer.seed"]
     table["precision"] = precision(runs)
+    table["net"] = network(runs)
     table["test_set"] = test_set_key(runs)
     for key in study.swept():
         if key not in ALIASES:
@@ -83,9 +84,11 @@ def run_table(study: StudyRuns, runs: pd.DataFrame | None = None) -> pd.DataFram
         table[name] = pd.to_numeric(runs.get(column), errors="coerce")
     for name in SE:
         table[f"{name}_se"] = pd.to_numeric(runs.get(f"{METRICS[name]}_se"), errors="coerce")
-    for name in table.columns.drop(["variant", "likelihood", "run_id", "precision", "test_set"]):
+    text = ["variant", "likelihood", "run_id", "precision", "test_set", "net"]
+    for name in table.columns.drop(text):
         table[name] = _numeric_if_possible(table[name])
     table.loc[table["likelihood"] != "gaussian", "output_variance"] = np.nan
+    table.loc[table["net"] != "mlp", ["h_dim", "n_hidden"]] = np.nan  # the MLP's sizes
     return table.sort_values(["nll", "recon", "trial"], na_position="last").reset_index(drop=True)
 
 
@@ -103,6 +106,15 @@ def precision(runs: pd.DataFrame) -> pd.Series:
     return names.map(lambda n: f"bf16 {n}" if n else "fp32").astype(object)
 
 
+def network(runs: pd.DataFrame) -> pd.Series:
+    """`mlp` (runs from before the setting too), `conv [32, 64]`, or a custom net's class."""
+    name = runs.get("params.net.name", pd.Series("mlp", index=runs.index)).fillna("mlp")
+    channels = runs.get("params.net.channels", pd.Series(index=runs.index))
+    target = runs.get("params.net._target_", pd.Series(index=runs.index))
+    shown = name.where(channels.isna(), name + " " + channels.astype(str))
+    return shown.where(target.isna(), target.astype(str)).astype(object)
+
+
 def test_set_key(runs: pd.DataFrame) -> pd.Series:
     """Equal for runs scored on the same test examples: same data files (and fitted density),
     binarization, split seed and size."""
@@ -118,7 +130,7 @@ def test_set_key(runs: pd.DataFrame) -> pd.Series:
 
 def aggregate(table: pd.DataFrame, study: StudyRuns) -> pd.DataFrame:
     """Runs that differ only in trainer.seed become one row: mean, std and n of each metric."""
-    keys = [*SETUP, "precision", *(k for k in study.swept() if k not in ALIASES)]
+    keys = [*SETUP, "precision", "net", *(k for k in study.swept() if k not in ALIASES)]
     grouped = table.groupby(keys, dropna=False, sort=False)
     out = grouped[list(METRICS)].mean()
     for name in METRICS:

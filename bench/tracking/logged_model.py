@@ -1,9 +1,11 @@
 """The trained model as an MLflow model: `mlflow.pytorch.load_model("runs:/<run id>/model")` gives
-back the variant's module (loss parts, encoder, decoder), its code (`models/`) packed beside it,
-with a signature and an input example of what it serves (`LatentModel.forward`: the latent code).
+back the variant's module (loss parts, encoder, decoder), its code (`models/`, and a user's
+network's top-level package) packed beside it, with a signature and an input example of what it
+serves (`LatentModel.forward`: the latent code).
 """
 
 import copy
+import importlib
 import logging
 import os
 import shutil
@@ -46,11 +48,24 @@ def log_model(
             step=step,
             signature=signature,
             input_example=example.numpy(),
-            code_paths=[str(Path(models.__file__).parent)],
+            code_paths=code_paths(model),
             pip_requirements=[f"torch=={version('torch')}", mlflow_requirement()],
             serialization_format="pickle",  # the module itself; pt2 would keep forward only
         )
     return info.model_uri
+
+
+def code_paths(model: LatentModel) -> list[str]:
+    """`models/`, and the top-level package (or module) of a network defined elsewhere
+    (net=custom): what unpickling the model imports."""
+    paths = [str(Path(models.__file__).parent)]
+    top = model.net_module.partition(".")[0]
+    if top != models.__name__:
+        module = importlib.import_module(top)
+        paths.append(
+            str(next(iter(module.__path__)) if hasattr(module, "__path__") else module.__file__)
+        )
+    return paths
 
 
 def mlflow_requirement() -> str:
