@@ -96,3 +96,18 @@ def test_perf_writes_trials_per_hour_in_a_block_of_its_own(tmp_path, monkeypatch
     assert text.startswith("### Trials per hour on this CPU")
     assert "| 4 | 4 | 15.0 | 3840 | 4.00× |" in text and "| 8 | 8 | 7.5 | 7680 | 8.00× |" in text
     assert read_block(out, "cpu") == "## On the CPU: loop rows"
+
+
+def test_the_nets_benchmark_measures_every_network_on_grey_and_colour(tmp_path):
+    from bench.perf.nets import main as nets_main
+    from models.nets import NETS
+
+    out = tmp_path / "NETS.md"
+    args = ["--train", "64", "--test", "4", "--k", "2", "--batch", "32", "--out", str(out)]
+    assert nets_main([*args, "--modes", "fp32", "fp32 channels_last"]) == 0
+    lines = read_block(out, "cpu-nets").splitlines()
+    rows = [line for line in lines if line.startswith(("| 28", "| 32"))]
+    assert [r.split(" | ")[1] for r in rows] == [*NETS] * 2  # 28×28, then 32×32×3
+    mlp, conv = rows[0].split(" | "), rows[1].split(" | ")
+    assert mlp[2].endswith("(1.00)") and mlp[3] == "n/a" and conv[3] != "n/a"
+    assert all(float(r.split(" | ")[-1].rstrip(" |")) > 0 for r in rows)  # IW ms per image

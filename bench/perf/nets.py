@@ -72,7 +72,7 @@ def iw_ms_per_image(cfg, data, k: int) -> float:
 
 
 def rows(args: argparse.Namespace, folder: Path, device: torch.device) -> list[str]:
-    modes = {n: m for n, m in MODES.items() if m[0] == "fp32" or native_bf16(device)}
+    modes = {n: MODES[n] for n in args.modes if MODES[n][0] == "fp32" or native_bf16(device)}
     lines = [
         f"| image | net | {' | '.join(f'{m} samples/s (× mlp fp32)' for m in modes)} "
         f"| IW k={args.k} ms/image |",
@@ -117,7 +117,8 @@ def run_benchmark(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         lines = rows(args, Path(tmp), device)
     default_sizes = ", ".join(
-        f"{n} {load_config([f'net={n}']).net.get('channels', '784-400-20 MLP')}" for n in NETS
+        f"{n} {load_config([f'net={n}']).net.get('channels', 'h_dim 400, 1 hidden layer')}"
+        for n in NETS
     )
     body = [
         f"### {device.type.upper()}: {args.train} training and {args.test} test images, batch "
@@ -138,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--k", type=int, default=100)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     parser.add_argument("--out", default="benchmarks/NETS.md")
     return run_parsed(parser, argv, run_benchmark)
 
