@@ -178,13 +178,15 @@ def _check_likelihood_data(likelihood: str, data: DictConfig) -> None:
     if takes == "binary" and data.binarize == "none":
         raise BenchError(
             "model.likelihood=bernoulli needs binary data (BCE on grey levels is not a "
-            "likelihood): set data.binarize=dynamic or static, or choose a likelihood of grey "
-            "levels (gaussian, continuous_bernoulli, discretized_logistic)"
+            "likelihood: model.likelihood=bce_grey runs it, without an nll): set "
+            "data.binarize=dynamic or static, or choose a likelihood of grey levels (gaussian, "
+            "continuous_bernoulli, discretized_logistic)"
         )
     grey_only = takes != "binary" and likelihood != "gaussian"  # a Gaussian fits any floats
+    what = "likelihood" if LIKELIHOODS[likelihood].normalized else "loss"
     if grey_only and data.binarize != "none":
         raise BenchError(
-            f"model.likelihood={likelihood} is a likelihood of grey levels: set "
+            f"model.likelihood={likelihood} is a {what} of grey levels: set "
             "data.binarize=none, or model.likelihood=bernoulli for binarized images"
         )
 

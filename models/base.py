@@ -24,15 +24,17 @@ NetFactory = Callable[..., nn.Module]  # models.nets: the contract
 
 @dataclass
 class LossParts:
-    """Per-example tensors; `kl` is None where the encoder is deterministic."""
+    """Per-example tensors; `kl` is None where the encoder is deterministic. `bound`: whether
+    recon is a normalized likelihood's -ln p(x|z), so that recon + kl is a -ELBO."""
 
     recon: torch.Tensor
     kl: torch.Tensor | None
     objective: torch.Tensor
+    bound: bool = True
 
     @property
     def neg_elbo(self) -> torch.Tensor | None:
-        return None if self.kl is None else self.recon + self.kl
+        return None if self.kl is None or not self.bound else self.recon + self.kl
 
 
 def kl_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -72,6 +74,11 @@ class LatentModel(nn.Module):
         )
         self.encoder, self.decoder = nets.encoder, nets.decoder
         self.net_module = type(nets).__module__  # where its source is (the logged model's code)
+
+    @property
+    def bounds_likelihood(self) -> bool:
+        """Whether its numbers bound -ln p(x): a stochastic encoder and a normalized likelihood."""
+        return self.stochastic and self.likelihood.normalized
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The latent code: q's mean (a deterministic encoder's output), what the logged MLflow
@@ -140,4 +147,5 @@ class LatentModel(nn.Module):
             z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
             kl = kl_normal(mu, logvar)
         recon = self.likelihood.neg_log_prob(self.decode(z, y), x)
-        return LossParts(recon, kl, recon + self.regularizer(mu, logvar, kl))
+        objective = recon + self.regularizer(mu, logvar, kl)
+        return LossParts(recon, kl, objective, self.likelihood.normalized)

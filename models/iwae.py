@@ -29,4 +29,4 @@ class IWAE(LatentModel):
         log_w = log_px_z + log_normal_std(z) + 0.5 * (eps.pow(2) + LOG_2PI + logvar).sum(-1)
         tightening = torch.logsumexp(log_w, 0) - math.log(self.k_train) - log_w.mean(0)
         recon, kl = -log_px_z.mean(0), kl_normal(mu, logvar)
-        return LossParts(recon, kl, recon + kl - tightening)
+        return LossParts(recon, kl, recon + kl - tightening, self.likelihood.normalized)

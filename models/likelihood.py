@@ -24,7 +24,10 @@ from models.kernels import (
 
 class PerPixel:
     """What every likelihood shares: -ln p in the decoder's precision (fp32 at least) from the
-    float64 sum, and the IW bound's output-layer path taken unfused unless a likelihood fuses it."""
+    float64 sum, and the IW bound's output-layer path taken unfused unless a likelihood fuses it.
+    `normalized`: a probability (or density) of the data it takes, so recon + KL is a -ELBO."""
+
+    normalized = True
 
     def neg_log_prob(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return self.neg_log_prob64(out, x).to(fp32_or_wider(out.dtype))
@@ -131,8 +134,22 @@ class ContinuousBernoulli(PerPixel):
         return torch.where(small, 0.5 + eta / 12, exact).to(logits.dtype)
 
 
-Likelihood = Bernoulli | Gaussian | DiscretizedLogistic | ContinuousBernoulli
-LIKELIHOODS = {c.name: c for c in (Bernoulli, Gaussian, DiscretizedLogistic, ContinuousBernoulli)}
+class GreyBCE(Bernoulli):
+    """The seed's loss (pytorch/examples' vae): binary cross-entropy of the logits against grey
+    levels x = k/(L-1), Σ_d softplus(l_d) − x_d l_d. Not a likelihood of grey levels: over x in
+    [0, 1] λ^x (1-λ)^(1-x) integrates to 1/C(λ) < 1 (C: the continuous Bernoulli's normalizer)
+    and over the levels it does not sum to 1 either, so it bounds no -ln p(x): no nll, -ELBO or
+    bits/dim, only the loss itself (recon + KL)."""
+
+    name = "bce_grey"
+    takes = "levels"
+    normalized = False
+
+
+Likelihood = Bernoulli | Gaussian | DiscretizedLogistic | ContinuousBernoulli | GreyBCE
+LIKELIHOODS = {
+    c.name: c for c in (Bernoulli, Gaussian, DiscretizedLogistic, ContinuousBernoulli, GreyBCE)
+}
 
 
 def build_likelihood(name: str, output_variance: float, n_levels: int = 256) -> Likelihood:
@@ -145,4 +162,6 @@ def build_likelihood(name: str, output_variance: float, n_levels: int = 256) -> 
         return DiscretizedLogistic(n_levels)
     if name == "continuous_bernoulli":
         return ContinuousBernoulli()
+    if name == "bce_grey":
+        return GreyBCE()
     raise ValueError(f"unknown model.likelihood {name!r}: choose one of {', '.join(LIKELIHOODS)}")

@@ -152,7 +152,7 @@ BAD_INPUT = [
         ["data=nosuch"],
         "unknown dataset 'nosuch': choose one of celeba, cifar10, digits, fashion-mnist,",
     ),
-    (["study=nosuch"], "unknown study 'nosuch': choose one of beta, hdim, smoke, variance,"),
+    (["study=nosuch"], "unknown study 'nosuch': choose one of beta, hdim, likelihoods, smoke,"),
     (["model.z_dim=0"], "model.z_dim must be an integer >= 1"),
     (["model.likelihood=gaussian", "model.output_variance=0"], "model.output_variance must be"),
     (["model.output_variance=-1"], "model.output_variance must be"),

@@ -169,3 +169,26 @@ def test_every_likelihoods_output_layer_path_is_its_plain_likelihood(name):
     got = likelihood.neg_log_prob_linear(h, weight, bias, x)
     assert got.shape == (4, 3) and torch.isfinite(got).all()
     torch.testing.assert_close(got.double(), expected.double(), rtol=1e-6, atol=1e-6)
+
+
+def test_bce_on_grey_levels_is_not_normalized():
+    """The seed's loss: over the 256 levels its probabilities do not sum to 1, and over [0, 1]
+    its 'density' integrates to 1/C(λ) < 1 (the continuous Bernoulli's normalizer)."""
+    bce = build_likelihood("bce_grey", 1.0)
+    assert not bce.normalized and LIKELIHOODS["bce_grey"].takes == "levels"
+    assert all(LIKELIHOODS[n].normalized for n in LIKELIHOODS if n != "bce_grey")
+    logits = torch.tensor([-3.0, -0.5, 0.7, 2.0], dtype=torch.float64)
+    levels = torch.arange(256, dtype=torch.float64) / 255
+    mass = torch.stack(
+        [torch.exp(-bce.neg_log_prob64(logits[i : i + 1], levels[:, None])) for i in range(4)]
+    )
+    assert (mass.sum(1) - 1).abs().min() > 0.1
+    x = torch.linspace(0, 1, 20001, dtype=torch.float64)[:, None]
+    for logit in logits:
+        integral = torch.trapezoid(torch.exp(-bce.neg_log_prob64(logit.view(1), x)), x[:, 0])
+        normalizer = ContinuousBernoulli().neg_log_prob64(
+            logit.view(1), x[:1]
+        ) - bce.neg_log_prob64(logit.view(1), x[:1])
+        assert (
+            integral.item() == pytest.approx(math.exp(normalizer.item()), rel=1e-6) and integral < 1
+        )

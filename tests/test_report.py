@@ -185,3 +185,39 @@ def test_runs_at_one_place_of_the_rate_distortion_plane_share_one_label():
     runs["recon"] = [27.5, 16.4, 27.51]
     labels = sorted(label for _, label in figures._shared_labels(runs, "model.beta"))
     assert labels == ["0.5", "4, 10"]
+
+
+def test_the_seeds_loss_is_set_beside_likelihoods_of_the_same_grey_levels(tmp_path):
+    sweep = [
+        "study=likelihoods",
+        "trainer.epochs=2",
+        "eval.k=10",
+        "model.h_dim=32",
+        "study.space.model.likelihood=[bce_grey,continuous_bernoulli,discretized_logistic]",
+        f"tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
+        f"storage=sqlite:///{tmp_path / 'optuna.db'}",
+    ]
+    assert run_main(sweep) == 0
+    text = (tmp_path / "reports" / "likelihoods-digits" / "README.md").read_text()
+    note = next(line for line in text.splitlines() if line.startswith("BCE on grey levels"))
+    assert "not a normalized likelihood" in note and "Here the seed's loss is" in note
+    assert re.search(r"continuous_bernoulli \(mlp\) nll -?\d+\.\d\d nats, \d\.\d{3} bits/dim", note)
+    assert re.search(r"discretized_logistic \(mlp\) nll \d+\.\d\d nats, \d\.\d{3} bits/dim", note)
+    assert "| loss (no bound) |" in text
+    (bce,) = [r for r in table_rows(text) if "| bce_grey |" in r]
+    assert "| n/a |" in bce or "| – |" in bce or "|  |" in bce
+
+
+def test_bits_per_dim_anchors_are_shown_as_context_with_their_estimator():
+    from bench.report.markdown import anchor_lines
+
+    rows = pd.DataFrame({"bits_per_dim": [4.2, 3.9]})
+    lines = anchor_lines(rows, "cifar10")
+    assert (
+        lines[1]
+        == "Context (other model classes, not like-for-like): Our best here: 3.900 bits/dim."
+    )
+    shown = "\n".join(lines)
+    assert "**3.11 bits/dim**" in shown and "k=10000" in shown and "**2.87 bits/dim**" in shown
+    assert "the test ELBO (an upper bound on the nll)" in shown
+    assert anchor_lines(rows, "mnist") == []

@@ -2,9 +2,11 @@
 
 import mlflow.pytorch
 
+from bench.config import group_options
 from bench.reproduce import main, published
 from bench.run import main as run_main
 from bench.tracking import mlflow_runs
+from tests.conftest import config
 
 
 def test_published_numbers_are_found_for_a_recipes_data_and_variant():
@@ -23,7 +25,8 @@ def test_the_table_lists_recipe_runs_and_keeps_their_weights(tracking_uri, tmp_p
     text = out.read_text()
     rows = [line for line in text.splitlines() if line.startswith("| digits |")]
     assert rows == [rows[0]] and "| 2 of 2 |" in rows[0] and "none recorded" in rows[0]
-    assert text.count("Not run here (it needs mnist's training split)") == 2
+    on_mnist = [r for r in group_options("recipe") if config(f"recipe={r}").data.name == "mnist"]
+    assert text.count("Not run here (it needs mnist's training split)") == len(on_mnist) > 0
     folder = tmp_path / "bm" / "reproduce" / "vampprior2018-digits-vae-seed0"
     assert (folder / "config.yaml").exists() and not (folder / "model.pt").exists()
     model = mlflow.pytorch.load_model(str(folder / "model"))

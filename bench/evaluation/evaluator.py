@@ -81,6 +81,7 @@ def loss_part_sums(parts) -> dict[str, torch.Tensor]:
     sums = {"recon": parts.recon.sum(), "objective": parts.objective.sum()}
     if parts.kl is not None:
         sums["kl"] = parts.kl.sum()
+    if parts.neg_elbo is not None:
         sums["neg_elbo"] = parts.neg_elbo.sum()
     return sums
 
@@ -100,7 +101,10 @@ def bits_per_dim(nll: float, data: Dataset, likelihood: Likelihood) -> float | N
     """A discrete likelihood (Bernoulli on binary draws, the discretized logistic on grey
     levels): exactly nll/(D ln 2). A density on dequantized levels (Gaussian, continuous
     Bernoulli): it bounds the discrete likelihood after adding D ln L (bin width 1/L).
-    Continuous data (a density on R^D) and mismatched pairs: None."""
+    Continuous data (a density on R^D), mismatched pairs and a loss that is not a likelihood:
+    None."""
+    if not likelihood.normalized:
+        return None
     d, grey = data.x_dim, not data.is_binary and not data.is_continuous
     if (likelihood.takes == "binary" and data.is_binary) or (likelihood.takes == "levels" and grey):
         return nll / (d * math.log(2))
@@ -135,9 +139,8 @@ def _evaluate(
     neg_log_p_data = data.neg_log_p_data(split)
     if neg_log_p_data is not None:
         _add(result, "neg_log_p_data", neg_log_p_data, "data_entropy")
-    if not model.stochastic:
-        recon = model.likelihood.neg_log_prob(model.decode(model.encode(x)[0]), x).double()
-        _add_recon(result, recon, model, data)
+    if not model.bounds_likelihood:
+        _add_loss(result, model, data, x, y)
         return _test_only(result, split)
     started = time.perf_counter()
     terms = iw_terms(model, x, y, settings.k, settings.rows_per_chunk)
@@ -166,6 +169,22 @@ def _add_paired(result: Evaluation, name: str, a: str, b: str) -> None:
     result.metrics[name], result.metrics[f"{name}_se"] = paired_difference(
         result.per_example[a], result.per_example[b]
     )
+
+
+def _add_loss(
+    result: Evaluation, model: LatentModel, data: Dataset, x: torch.Tensor, y: torch.Tensor
+) -> None:
+    """What a model that bounds no likelihood has: a deterministic encoder's recon at its code;
+    under a loss that is not a likelihood (the seed's BCE on grey levels) recon, KL and their
+    sum, the `loss`, with one reparameterized sample per example, as the seed reports it."""
+    if not model.stochastic:
+        recon = model.likelihood.neg_log_prob(model.decode(model.encode(x, y)[0], y), x).double()
+        _add_recon(result, recon, model, data)
+        return
+    parts = [model.loss_parts(x[i : i + 1000], y[i : i + 1000]) for i in range(0, len(x), 1000)]
+    _add_recon(result, torch.cat([p.recon for p in parts]), model, data)
+    _add(result, "kl", torch.cat([p.kl for p in parts]))
+    _add(result, "loss", torch.cat([p.recon + p.kl for p in parts]))
 
 
 def _add_recon(result: Evaluation, recon: torch.Tensor, model: LatentModel, data: Dataset) -> None:

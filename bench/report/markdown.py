@@ -16,7 +16,7 @@ from bench.errors import BenchError
 from bench.report import figures
 from bench.report.ladder import PARTS, ladder_table, ladder_text
 from bench.report.paired import INDISTINGUISHABLE_SE, paired_vs_best
-from bench.report.references import differences, matching
+from bench.report.references import anchors, differences, matching
 from bench.report.runs import StudyRuns, download_artifacts, epoch_series, load_study_runs
 from bench.report.table import (
     ALIASES,
@@ -27,12 +27,14 @@ from bench.report.table import (
     label,
     metric_header,
     num,
+    rank_column,
     run_table,
     shown_metrics,
     x_axis,
 )
 from bench.tracking import mlflow_runs
 from bench.tracking.redaction import redact
+from models import LIKELIHOODS
 
 GRIDS = {
     "samples.png": "best_samples.png",
@@ -97,6 +99,7 @@ def _markdown(
     lines += ["", "## How close to the bound", "", closeness(rows, study), ""]
     if "model.beta" in study.swept():
         lines += [BETA_NOTE, ""]
+    lines += unnormalized_note(rows)
     if paired is not None and rows["nll"].notna().any():
         lines += ladder_section(rows, study, paired)
     lines += [
@@ -151,6 +154,33 @@ BETA_NOTE = (
 )
 
 
+def unnormalized_note(rows: pd.DataFrame) -> list[str]:
+    """What a loss that is not a likelihood (the seed's BCE on grey levels) can and cannot say,
+    beside the likelihoods of the same grey levels in this study."""
+    loss = rows[
+        rows["likelihood"].map(lambda n: n in LIKELIHOODS and not LIKELIHOODS[n].normalized)
+    ]
+    if loss.empty:
+        return []
+    text = (
+        "BCE on grey levels (`bce_grey`, the seed's loss) is not a normalized likelihood: over "
+        "x ∈ [0, 1], λ^x (1−λ)^(1−x) integrates to 1/C(λ) < 1 and over the grey levels it does "
+        "not sum to 1, so its loss (recon + KL) bounds no −ln p(x): it has no nll, −ELBO or "
+        "bits/dim and no place on the ladder. The continuous Bernoulli is the same decoder "
+        "normalized (a density on [0, 1], C(λ) per pixel), the discretized logistic an exact "
+        "probability of each level."
+    )
+    text += f" Here the seed's loss is {loss['loss'].min():.2f} nats per example"
+    others = rows[rows["likelihood"].isin(["continuous_bernoulli", "discretized_logistic"])]
+    shown = [
+        f"{row['likelihood']} ({row['net']}) nll {row['nll']:.2f} nats, "
+        f"{row['bits_per_dim']:.3f} bits/dim"
+        for _, row in others.dropna(subset=["nll"]).iterrows()
+    ]
+    text += ("; the same grey levels under " + "; ".join(shown)) if shown else ""
+    return [text + ".", ""]
+
+
 def bf16_note(rows: pd.DataFrame) -> list[str]:
     if not len(rows) or (rows["precision"] == "fp32").all():
         return []
@@ -195,13 +225,23 @@ def closeness(rows: pd.DataFrame, study: StudyRuns) -> str:
             "No finished run has a likelihood bound yet "
             "(an `ae` has none: it is ranked by reconstruction)."
         )
-    best = bounded.loc[bounded["nll"].idxmin()]
+    best = bounded.loc[bounded["rank"].idxmin()]
     tight = bounded.loc[bounded["bound_gap"].idxmin()]
     text = (
         f"The best bound is {label(best, study)}: nll {best['nll']:.2f} nats "
         f"(importance-weighted, k={as_int(best['k'])}), −ELBO {best['neg_elbo']:.2f}, so the "
         f"ELBO sits {best['bound_gap']:.2f} nats below it."
     )
+    if rank_column(rows) == "bits_per_dim":
+        text = (
+            "These likelihoods' nats are of different things (a density of dequantized grey "
+            "levels, a probability of each level: they differ by D ln L), so runs are ranked by "
+            "bits/dim, the levels' code length (a density's nll plus D ln L), and compared "
+            "in nats only within one kind. "
+            + text.replace(
+                " nats (importance", f" nats, {best['bits_per_dim']:.3f} bits/dim (importance"
+            )
+        )
     if pd.notna(best["optimal_variance"]):
         text += (
             f" Its decoder variance is σ²={num(best['output_variance'], 4)}; the σ² that would "
@@ -262,13 +302,15 @@ def stopped_list(study: StudyRuns) -> list[str]:
 def reference_lines(rows: pd.DataFrame, first: pd.Series) -> list[str]:
     dataset, binarize = first.get("params.data.name"), first.get("params.data.binarize")
     refs = matching(dataset, binarize, set(rows["variant"]) if len(rows) else set())
+    context = anchor_lines(rows, dataset)
     if not refs:
         return [
             f"No published number is recorded for {dataset} with binarize={binarize} and these "
-            "variants (bench/references.yaml)."
+            "variants (bench/references.yaml).",
+            *context,
         ]
     bounded = rows.dropna(subset=["nll"])
-    best = bounded.loc[bounded["nll"].idxmin()] if len(bounded) else None
+    best = bounded.loc[bounded["rank"].idxmin()] if len(bounded) else None
     lines = []
     for ref in refs:
         lines.append(
@@ -289,6 +331,22 @@ def reference_lines(rows: pd.DataFrame, first: pd.Series) -> list[str]:
             }
             diff = "; ".join(differences(ref, ours)) or "none"
             lines.append(f"  Our best here: {best['nll']:.2f} nats. Setup differences: {diff}.")
+    return lines + context
+
+
+def anchor_lines(rows: pd.DataFrame, dataset: str) -> list[str]:
+    """Published bits/dim for this data from other model classes, beside our best bits/dim."""
+    found = anchors(dataset)
+    if not found:
+        return []
+    scored = rows.dropna(subset=["bits_per_dim"]) if len(rows) else rows
+    ours = f" Our best here: {scored['bits_per_dim'].min():.3f} bits/dim." if len(scored) else ""
+    lines = ["", f"Context (other model classes, not like-for-like):{ours}", ""]
+    for ref in found:
+        lines.append(
+            f"- **{ref['bits_per_dim']:.2f} bits/dim**: {ref['source']}; {ref['model']}; "
+            f"{ref['likelihood']}, k={ref['k']} ({ref['note']})."
+        )
     return lines
 
 

@@ -10,6 +10,7 @@ import torch
 from bench.evaluation.estimators.stats import paired_difference
 from bench.evaluation.per_example import PER_EXAMPLE
 from bench.report.runs import download_artifacts
+from bench.report.table import kind
 
 INDISTINGUISHABLE_SE = 2.0  # |Δ| within this many standard errors of the best: indistinguishable
 
@@ -29,7 +30,7 @@ def paired_vs_best(
 ) -> pd.DataFrame:
     """`delta`, `delta_se` and `indistinguishable` per row (NaN where not comparable): a row's
     per-example values (averaged over its seeds) minus the best row's, mean ± SE over examples.
-    Only between rows whose runs all share one test set."""
+    Only between rows whose runs all share one test set, under likelihoods of one kind."""
     out = pd.DataFrame(index=rows.index, columns=["delta", "delta_se"], dtype=float)
     out["indistinguishable"] = False
     if table["test_set"].nunique() != 1 or rows[metric].isna().all():
@@ -38,8 +39,10 @@ def paired_vs_best(
     reference = values[best]
     if reference is None:
         return out
+    kinds = rows.get("likelihood", pd.Series("", index=rows.index)).map(kind).astype(str)
+    same_kind = kinds == kinds[best]
     for i, v in values.items():
-        if v is None or len(v) != len(reference):
+        if v is None or len(v) != len(reference) or not same_kind[i]:
             continue
         out.loc[i, "delta"], out.loc[i, "delta_se"] = paired_difference(
             torch.from_numpy(v), torch.from_numpy(reference)

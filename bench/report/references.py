@@ -25,8 +25,15 @@ def matching(dataset: str, binarize: str, variants: set[str]) -> list[dict[str, 
         and r["binarize"] == binarize
         and r["variant"] in variants
         and r["stochastic_layers"] == 1
+        and "nll" in r
         and (r["variant"] != "vae" or r["k_train"] == 1)
     ]
+
+
+def anchors(dataset: str) -> list[dict[str, Any]]:
+    """Entries in bits/dim for this data: other model classes (hierarchical VAEs), context for
+    any run of ours rather than its like-for-like comparison."""
+    return [r for r in references() if r["dataset"] == dataset and "bits_per_dim" in r]
 
 
 def differences(reference: dict[str, Any], run: dict[str, Any]) -> list[str]:

@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 
 from bench.report.runs import StudyRuns
+from models import LIKELIHOODS
 
 SETUP = {
     "variant": "params.model.name",
@@ -18,6 +19,7 @@ SETUP = {
 }
 METRICS = {
     "recon": "metrics.test/recon",
+    "loss": "metrics.test/loss",  # a loss that is not a likelihood (bce_grey): recon + KL
     "kl": "metrics.test/kl",
     "neg_elbo": "metrics.test/neg_elbo",
     "nll": "metrics.test/nll",
@@ -36,6 +38,7 @@ METRICS = {
 }
 HEADERS = {
     "recon": "recon",
+    "loss": "loss (no bound)",
     "kl": "KL",
     "neg_elbo": "−ELBO",
     "nll": "nll",
@@ -56,10 +59,10 @@ ALIASES = {
 SE = ("nll", "neg_elbo", "data_entropy", "excess", "approximation_gap", "amortization_gap")
 DECIMALS = {"active_units": 1, "optimal_variance": 4, "train_seconds": 1, "samples_per_s": 0}
 RUNS_TABLE = (  # the ladder's own columns are in the ladder table
-    "recon", "kl", "neg_elbo", "nll", "bound_gap", "bits_per_dim", "active_units",
+    "recon", "kl", "loss", "neg_elbo", "nll", "bound_gap", "bits_per_dim", "active_units",
     "optimal_variance", "train_seconds", "samples_per_s",
 )  # fmt: skip
-OPTIONAL = {"optimal_variance"}  # shown only when some run has it (a Gaussian decoder)
+OPTIONAL = {"optimal_variance", "loss"}  # shown only when some run has it
 
 
 def shown_metrics(rows: pd.DataFrame) -> list[str]:
@@ -89,7 +92,8 @@ def run_table(study: StudyRuns, runs: pd.DataFrame | None = None) -> pd.DataFram
         table[name] = _numeric_if_possible(table[name])
     table.loc[table["likelihood"] != "gaussian", "output_variance"] = np.nan
     table.loc[table["net"] != "mlp", ["h_dim", "n_hidden"]] = np.nan  # the MLP's sizes
-    return table.sort_values(["nll", "recon", "trial"], na_position="last").reset_index(drop=True)
+    table["rank"] = table[rank_column(table)]
+    return table.sort_values(["rank", "recon", "trial"], na_position="last").reset_index(drop=True)
 
 
 def precision(runs: pd.DataFrame) -> pd.Series:
@@ -144,7 +148,8 @@ def aggregate(table: pd.DataFrame, study: StudyRuns) -> pd.DataFrame:
         lambda g: g.sort_values(["nll", "recon"]).iloc[0]["run_id"], include_groups=False
     )
     out = out.reset_index()
-    return out.sort_values(["nll", "recon"], na_position="last").reset_index(drop=True)
+    out["rank"] = out[rank_column(out)]
+    return out.sort_values(["rank", "recon"], na_position="last").reset_index(drop=True)
 
 
 def x_axis(table: pd.DataFrame, study: StudyRuns) -> str | None:
@@ -157,8 +162,23 @@ def x_axis(table: pd.DataFrame, study: StudyRuns) -> str | None:
 
 
 def best_index(rows: pd.DataFrame) -> int:
-    column = "nll" if rows["nll"].notna().any() else "recon"
+    column = "rank" if rows["rank"].notna().any() else "recon"
     return int(rows[column].idxmin())
+
+
+def kind(likelihood: str) -> str | None:
+    """What a likelihood's nats are of (models.likelihood `takes`); None for a loss."""
+    found = LIKELIHOODS.get(likelihood)
+    return found.takes if found is not None and found.normalized else None
+
+
+def rank_column(table: pd.DataFrame) -> str:
+    """`nll`; `bits_per_dim` where the likelihoods' nats are of different things (a density of
+    dequantized grey levels, a probability of each level: they differ by D ln L), which puts
+    them all on the levels' code length."""
+    kinds = {kind(n) for n in table["likelihood"].dropna()} - {None}
+    mixed = len(kinds) > 1 and table["bits_per_dim"].notna().any()
+    return "bits_per_dim" if mixed else "nll"
 
 
 def label(row: pd.Series, study: StudyRuns) -> str:

@@ -35,6 +35,7 @@ from bench.study.recovery import WORKER_TAG, LostTrial, close_orphan_runs, fail_
 from bench.study.space import Space, as_overrides, override_key, search_space, suggest
 from bench.study.storage import heartbeat, heartbeat_warnings_off, open_storage, study_lock
 from bench.tracking import mlflow_runs
+from models import LIKELIHOODS, variant
 
 NEEDS_LIKELIHOOD = ("nll", "neg_elbo")
 IDLE_POLL_SECONDS = 1.0  # a worker with nothing to claim checks this often for others' trials
@@ -165,12 +166,20 @@ def _claim(worker: Worker, wanted: int) -> tuple[optuna.Trial, dict[str, Any]] |
         return trial, params
 
 
-def objective_metric(cfg: DictConfig, stochastic: bool) -> str:
-    """The trial's value: a metric of the final evaluation of the validation split."""
+def objective_metric(cfg: DictConfig) -> str:
+    """The trial's value: a metric of the final evaluation of the validation split; where the
+    run bounds no likelihood, ae's recon or the seed's BCE loss."""
     wanted = cfg.study.objective
     if wanted not in (*NEEDS_LIKELIHOOD, "recon"):
         raise BenchError(f"study.objective must be nll, neg_elbo or recon, got {wanted!r}")
-    return f"val_eval/{wanted}" if stochastic or wanted == "recon" else "val_eval/recon"
+    if bounds_likelihood(cfg) or wanted == "recon":
+        return f"val_eval/{wanted}"
+    return "val_eval/loss" if variant(cfg.model.name).stochastic else "val_eval/recon"
+
+
+def bounds_likelihood(cfg: DictConfig) -> bool:
+    """LatentModel.bounds_likelihood, from the config."""
+    return variant(cfg.model.name).stochastic and LIKELIHOODS[cfg.model.likelihood].normalized
 
 
 def _run_trial(worker: Worker, trial: optuna.Trial, params: dict[str, Any]) -> str:
@@ -181,8 +190,7 @@ def _run_trial(worker: Worker, trial: optuna.Trial, params: dict[str, Any]) -> s
     label = f"trial {trial.number} {' '.join(as_overrides(params))}"
     try:
         cfg = load_config(worker.base + as_overrides(params))
-        stochastic = cfg.model.name != "ae"
-        objective = objective_metric(cfg, stochastic)
+        objective = objective_metric(cfg)
         trial.set_user_attr("objective", objective)
         tags = {"study": study.study_name, "trial": str(trial.number)}
         name = f"trial-{trial.number}"
@@ -192,7 +200,7 @@ def _run_trial(worker: Worker, trial: optuna.Trial, params: dict[str, Any]) -> s
         ):
             kill_point("trial:run-created")
             trial.set_user_attr("mlflow_run_id", run_id)
-            metric = "val/neg_elbo" if stochastic else "val/recon"
+            metric = "val/neg_elbo" if bounds_likelihood(cfg) else "val/objective"
             on_epoch = _pruning(trial, metric, cfg.trainer.epochs)
             metrics = run_job(cfg, client, run_id, progress=False, on_epoch=on_epoch, validate=True)
             kill_point("trial:evaluated")

@@ -85,7 +85,8 @@ def train(
 ) -> History:
     """Train for at most `cfg.epochs`: the regularizer's weight warmed up over
     `cfg.warmup_epochs`, the learning rate on `cfg.lr_schedule`, stopped after `cfg.patience`
-    epochs without a better validation -ELBO (recon for a deterministic encoder), the best
+    epochs without a better validation -ELBO (the objective where there is none: ae's recon, the
+    seed's BCE loss), the best
     epoch's weights restored.
 
     `progress=None` shows a bar only on a terminal. `checkpoint` is handed the training state
@@ -122,7 +123,7 @@ def train(
         if on_epoch is not None:
             with deferred():  # it writes to the tracking and study stores
                 on_epoch(epoch, metrics)
-        if stopping.update(epoch, val.get("neg_elbo", val["recon"]), model):
+        if stopping.update(epoch, val.get("neg_elbo", val["objective"]), model):
             break
         if checkpoint is not None and checkpoint.due():
             with deferred():
