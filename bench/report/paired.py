@@ -39,10 +39,10 @@ def paired_vs_best(
     reference = values[best]
     if reference is None:
         return out
-    kinds = rows.get("likelihood", pd.Series("", index=rows.index)).map(kind).astype(str)
-    same_kind = kinds == kinds[best]
+    names = rows["likelihood"] if "likelihood" in rows else pd.Series("", index=rows.index)
+    kinds = {i: kind(name) for i, name in names.items()}
     for i, v in values.items():
-        if v is None or len(v) != len(reference) or not same_kind[i]:
+        if v is None or len(v) != len(reference) or kinds[i] != kinds[best]:
             continue
         out.loc[i, "delta"], out.loc[i, "delta_se"] = paired_difference(
             torch.from_numpy(v), torch.from_numpy(reference)
