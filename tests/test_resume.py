@@ -43,10 +43,11 @@ def test_training_resumed_from_a_checkpoint_ends_as_if_never_stopped():
         assert torch.equal(resumed.state_dict()[name], value), name
 
 
+@pytest.mark.parametrize("net", ["mlp", "conv"])
 def test_bench_resume_finishes_an_interrupted_run_with_the_numbers_of_an_uninterrupted_one(
-    tracking_uri, monkeypatch, handlers_restored, capsys
+    net, tracking_uri, monkeypatch, handlers_restored, capsys
 ):
-    args = [*RECIPE, "trainer.epochs=12", "trainer.checkpoint_minutes=0", "eval.k=20"]
+    args = [*RECIPE, "trainer.epochs=12", "trainer.checkpoint_minutes=0", "eval.k=20", f"net={net}"]
     args += ["eval.gap_examples=0", f"tracking_uri={tracking_uri}"]
     log_metrics = mlflow_runs.log_metrics
 
