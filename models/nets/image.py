@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.nets.mlp import activation_layer
+
 
 class Frame:
     """An image's padding to multiples of 2^depth, and the feature map's size after `depth`
@@ -81,3 +83,44 @@ class ImageDecoder(nn.Module):
         t = z if label is None else torch.cat([z, label.to(z.dtype)], -1)
         h = self.input(t).reshape(z.shape[0], self.width, *self.frame.inner)
         return self.frame.flat(self.output(self.stages(h)), self.outputs_per_pixel)
+
+
+class ImageNet(nn.Module):
+    """An encoder of one `down` stage per width (each halving the image) and a decoder of the
+    mirrored `up` stages; a network is what its stages are."""
+
+    def __init__(
+        self,
+        image_shape: Sequence[int],
+        z_dim: int,
+        n_classes: int,
+        encoder_outputs: int,
+        outputs_per_pixel: int,
+        channels: Sequence[int],
+        activation: str,
+    ):
+        super().__init__()
+        widths = [int(c) for c in channels]
+        if not widths or min(widths) < 1:
+            raise ValueError(f"net.channels needs at least one width >= 1, got {list(channels)}")
+        frame = Frame(image_shape, len(widths))
+        ins = [frame.channels + n_classes, *widths[:-1]]
+        down = [m for a, b in zip(ins, widths, strict=True) for m in self.down(a, b, activation)]
+        self.encoder = ImageEncoder(frame, nn.Sequential(*down), widths[-1], encoder_outputs)
+        backwards = widths[::-1]  # the decoder ends at full size with widths[0] channels
+        pairs = zip(backwards, [*backwards[1:], widths[0]], strict=True)
+        up = [m for a, b in pairs for m in self.up(a, b, activation)]
+        self.decoder = ImageDecoder(
+            frame,
+            z_dim + n_classes,
+            widths,
+            nn.Sequential(*up),
+            outputs_per_pixel,
+            activation_layer(activation),
+        )
+
+    def down(self, c_in: int, c_out: int, activation: str) -> list[nn.Module]:
+        raise NotImplementedError
+
+    def up(self, c_in: int, c_out: int, activation: str) -> list[nn.Module]:
+        raise NotImplementedError

@@ -6,8 +6,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from models.nets.conv import check_widths, mirrored
-from models.nets.image import Frame, ImageDecoder, ImageEncoder
+from models.nets.image import ImageNet
 from models.nets.mlp import activation_layer
 
 
@@ -25,17 +24,7 @@ class ResidualBlock(nn.Module):
         return h + self.body(h)
 
 
-def down(c_in: int, c_out: int, blocks: int, activation: str) -> list[nn.Module]:
-    residual = [ResidualBlock(c_out, activation) for _ in range(blocks)]
-    return [nn.Conv2d(c_in, c_out, 4, stride=2, padding=1), *residual]
-
-
-def up(c_in: int, c_out: int, blocks: int, activation: str) -> list[nn.Module]:
-    residual = [ResidualBlock(c_in, activation) for _ in range(blocks)]
-    return [*residual, nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1)]
-
-
-class ResNet(nn.Module):
+class ResNet(ImageNet):
     """`channels[i]`: the width after the i-th halving; `blocks` residual blocks per stage."""
 
     def __init__(
@@ -49,24 +38,22 @@ class ResNet(nn.Module):
         blocks: int = 1,
         activation: str = "relu",
     ):
-        super().__init__()
-        widths = check_widths(channels)
         if blocks < 0:
             raise ValueError(f"net.blocks must be >= 0, got {blocks}")
-        frame = Frame(image_shape, len(widths))
-        ins = [frame.channels + n_classes, *widths[:-1]]
-        encoder = [
-            m for a, b in zip(ins, widths, strict=True) for m in down(a, b, blocks, activation)
-        ]
-        encoder.append(activation_layer(activation))
-        self.encoder = ImageEncoder(frame, nn.Sequential(*encoder), widths[-1], encoder_outputs)
-        decoder = [m for a, b in mirrored(widths) for m in up(a, b, blocks, activation)]
-        decoder.append(activation_layer(activation))
-        self.decoder = ImageDecoder(
-            frame,
-            z_dim + n_classes,
-            widths,
-            nn.Sequential(*decoder),
-            outputs_per_pixel,
-            activation_layer(activation),
+        self.blocks = blocks
+        super().__init__(
+            image_shape, z_dim, n_classes, encoder_outputs, outputs_per_pixel, channels, activation
         )
+
+    def down(self, c_in: int, c_out: int, activation: str) -> list[nn.Module]:
+        residual = [ResidualBlock(c_out, activation) for _ in range(self.blocks)]
+        return [
+            nn.Conv2d(c_in, c_out, 4, stride=2, padding=1),
+            *residual,
+            activation_layer(activation),
+        ]
+
+    def up(self, c_in: int, c_out: int, activation: str) -> list[nn.Module]:
+        residual = [ResidualBlock(c_in, activation) for _ in range(self.blocks)]
+        deconv = nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1)
+        return [*residual, deconv, activation_layer(activation)]
