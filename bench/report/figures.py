@@ -1,5 +1,6 @@
 """The report's seaborn figures; every one is FIGSIZE at DPI, so its pixel size is known."""
 
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -139,6 +140,9 @@ def learning_curves(curves: pd.DataFrame, path: Path) -> Path:
     """Validation -ELBO per epoch, a line per run coloured by `label`; pruned runs dashed, up
     to the epoch they were stopped at."""
     fig, ax = _axes()
+    curves = curves.assign(
+        label=curves["label"].map(lambda text: textwrap.fill(text, 28, break_long_words=False))
+    )
     pruned = (curves["status"] == "pruned").any()
     sns.lineplot(
         curves,
@@ -167,7 +171,11 @@ def ladder(rows: pd.DataFrame, labels: list[str], path: Path) -> Path:
     """Where each row's nats go above the bound: one stacked bar per row, from the data's
     entropy (when known) or from its own nll up to its -ELBO."""
     parts = [p for p in LADDER_PARTS if rows[p].notna().any()]
-    fig, ax = plt.subplots(figsize=(FIGSIZE[0], max(FIGSIZE[1], 0.45 * len(rows) + 1.2)))
+    labels = [
+        textwrap.fill(text, 32, break_long_words=False) for text in labels
+    ]  # long settings: lines, not a thin plot
+    height = 0.25 * sum(text.count("\n") + 2 for text in labels) + 1.2
+    fig, ax = plt.subplots(figsize=(FIGSIZE[0], max(FIGSIZE[1], height)))
     left = pd.Series(0.0, index=rows.index)
     for part in parts:
         width = rows[part].fillna(0)
@@ -185,6 +193,9 @@ def nll_at_k(curves: pd.DataFrame, entropy: float | None, path: Path) -> Path:
     """The IW bound against its number of samples k (nested prefixes of one set of samples), a
     line per run; the data's entropy as a line when known."""
     fig, ax = _axes()
+    curves = curves.assign(
+        label=curves["label"].map(lambda text: textwrap.fill(text, 28, break_long_words=False))
+    )
     sns.lineplot(curves, x="k", y="nll", hue="label", marker="o", ax=ax)
     if entropy is not None:
         ax.axhline(entropy, color="black", linestyle="--", label="data entropy (the bound)")

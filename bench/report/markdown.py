@@ -352,12 +352,14 @@ def anchor_lines(rows: pd.DataFrame, dataset: str) -> list[str]:
 
 def _figures(study: StudyRuns, table: pd.DataFrame, rows: pd.DataFrame, out: Path) -> list[str]:
     x = x_axis(table, study) or "variant"
-    made = [
-        figures.bound(table, x, out / "bound.png"),
-        figures.gap(table, x, out / "gap.png"),
-        figures.rate_distortion(table, x, out / "rate_distortion.png"),
-        figures.active_units(table, out / "active_units.png"),
-    ]
+    made = []
+    if rank_column(table) == "nll":  # nats of one kind: one axis for every run
+        made += [
+            figures.bound(table, x, out / "bound.png"),
+            figures.gap(table, x, out / "gap.png"),
+            figures.rate_distortion(table, x, out / "rate_distortion.png"),
+        ]
+    made.append(figures.active_units(table, out / "active_units.png"))
     bounded = rows.dropna(subset=["nll"])
     if len(bounded) and bounded[list(PARTS)].notna().any().any():
         labels = [label(row, study) for _, row in bounded.iterrows()]
@@ -399,7 +401,7 @@ def learning_curves(study: StudyRuns, table: pd.DataFrame, x: str) -> pd.DataFra
     frames = []
     for _, run in runs.sort_values([*order, "trial"]).iterrows():
         series = epoch_series(run["run_id"], "val/neg_elbo")
-        name = f"{run['variant']} {x}={num(run[x], 4)}" if x != "variant" else run["variant"]
+        name = f"{run['variant']} {x}={num(run[x], 4)}" if x != "variant" else label(run, study)
         frames.append(series.assign(run=run["run_id"], label=name, status=run["status"]))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 

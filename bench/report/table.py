@@ -54,6 +54,8 @@ ALIASES = {
     "model.z_dim": "z_dim",
     "model.h_dim": "h_dim",
     "model.output_variance": "output_variance",
+    "net": "net",
+    "model.likelihood": "likelihood",
     "trainer.seed": "seed",
 }
 SE = ("nll", "neg_elbo", "data_entropy", "excess", "approximation_gap", "amortization_gap")
@@ -153,10 +155,12 @@ def aggregate(table: pd.DataFrame, study: StudyRuns) -> pd.DataFrame:
 
 
 def x_axis(table: pd.DataFrame, study: StudyRuns) -> str | None:
-    """The first swept numeric key (as the table names it), or None."""
+    """The first swept numeric key (as the table names it) that takes two values or more, or
+    None."""
     for key in study.swept():
         name = ALIASES.get(key, key)
-        if name not in ("seed", "variant") and pd.api.types.is_numeric_dtype(table[name]):
+        numeric = pd.api.types.is_numeric_dtype(table[name])
+        if name not in ("seed", "variant") and numeric and table[name].nunique() > 1:
             return name
     return None
 
