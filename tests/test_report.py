@@ -194,6 +194,7 @@ def test_the_seeds_loss_is_set_beside_likelihoods_of_the_same_grey_levels(tmp_pa
         "eval.k=10",
         "model.h_dim=32",
         "study.space.model.likelihood=[bce_grey,continuous_bernoulli,discretized_logistic]",
+        "+study.space.net=[mlp,conv]",
         f"tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
         f"storage=sqlite:///{tmp_path / 'optuna.db'}",
     ]
@@ -203,9 +204,13 @@ def test_the_seeds_loss_is_set_beside_likelihoods_of_the_same_grey_levels(tmp_pa
     assert "not a normalized likelihood" in note and "Here the seed's loss is" in note
     assert re.search(r"continuous_bernoulli \(mlp\) nll -?\d+\.\d\d nats, \d\.\d{3} bits/dim", note)
     assert re.search(r"discretized_logistic \(mlp\) nll \d+\.\d\d nats, \d\.\d{3} bits/dim", note)
+    assert re.search(r"discretized_logistic \(conv \[32, 64\]\) nll \d+\.\d\d nats", note)
+    assert "ranked by bits/dim" in text  # a density's nats and a probability's differ by D ln L
     assert "| loss (no bound) |" in text
-    (bce,) = [r for r in table_rows(text) if "| bce_grey |" in r]
-    assert "| n/a |" in bce or "| – |" in bce or "|  |" in bce
+    rows = table_rows(text)
+    bce = [r for r in rows if "| bce_grey |" in r]
+    assert len(bce) == 2 and all("| n/a | n/a | n/a | n/a |" in r for r in bce)  # no bound
+    assert sum("| conv [32, 64] |" in r for r in rows) == 3
 
 
 def test_bits_per_dim_anchors_are_shown_as_context_with_their_estimator():
