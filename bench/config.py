@@ -12,11 +12,11 @@ from bench.data.files import dataset_name
 from bench.data.named.sets import NAMED
 from bench.data.synthetic.families import FAMILIES
 from bench.errors import BenchError
-from bench.networks import CUSTOM, NET_NAMES, check_target
+from bench.networks import CUSTOM, NET_NAMES, check_keys, check_target
 from bench.runtime.precision import PRECISIONS
 from bench.training.schedules import LR_SCHEDULES
 from models import LIKELIHOODS, variant, variant_names
-from models.nets import ACTIVATION_NAMES, ACTIVATIONS
+from models.nets import ACTIVATION_NAMES, ACTIVATIONS, NETS
 
 SAMPLERS = ("grid", "tpe", "random")
 COMPILE_SETTINGS = ("auto", "none", "default", "reduce-overhead", "max-autotune")
@@ -122,9 +122,11 @@ def validate(cfg: DictConfig) -> None:
 
 def _validate_net(net: DictConfig, activation: str) -> None:
     _one_of("net", net.name, NET_NAMES)
+    keys = set(net) - {"name", "_target_"}
     if net.name == CUSTOM:
-        check_target(net.get("_target_"))
+        check_keys(CUSTOM, check_target(net.get("_target_")), keys)
         return
+    check_keys(net.name, NETS[net.name], keys)
     if net.name == "mlp":
         return
     _one_of(f"net={net.name}'s activation (model.activation)", activation, tuple(ACTIVATIONS))

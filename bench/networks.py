@@ -4,6 +4,7 @@ net._target_=package.module.Class`)."""
 
 import functools
 import importlib
+import inspect
 from typing import Any
 
 from hydra.errors import InstantiationException
@@ -15,6 +16,7 @@ from models.base import NetFactory
 from models.nets import NETS
 
 CUSTOM = "custom"
+CONTRACT = ("image_shape", "z_dim", "n_classes", "encoder_outputs", "outputs_per_pixel")
 NET_NAMES = (*NETS, CUSTOM)
 
 
@@ -34,8 +36,21 @@ def net_factory(cfg: DictConfig) -> NetFactory:
         raise BenchError(f"net._target_={options['_target_']}: {_first_line(e)}") from None
 
 
-def check_target(target: object) -> None:
-    """`net._target_` names something importable and callable."""
+def check_keys(name: str, builder: object, keys: set[str]) -> None:
+    """The net's keys are keyword arguments of what builds it (unless it takes **kwargs)."""
+    parameters = inspect.signature(builder).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return
+    unknown = sorted(keys - set(parameters))
+    if unknown:
+        own = sorted(set(parameters) - set(CONTRACT) - {"activation", "h_dim", "n_hidden"})
+        keys_are = f"its keys are {', '.join(own)}" if own else "it has none"
+        mlp = " (the MLP's sizes are model.h_dim, model.n_hidden)" if name == "mlp" else ""
+        raise BenchError(f"net={name} has no key {unknown[0]!r}: {keys_are}{mlp}")
+
+
+def check_target(target: object) -> object:
+    """`net._target_` names something importable and callable; returns it."""
     if not isinstance(target, str) or "." not in target:
         raise BenchError(
             "net=custom needs net._target_=package.module.Class (its contract: models/nets)"
@@ -47,6 +62,7 @@ def check_target(target: object) -> None:
         raise BenchError(f"net._target_={target} cannot be imported: {_first_line(e)}") from None
     if not callable(found):
         raise BenchError(f"net._target_={target} is not a class or function")
+    return found
 
 
 def _first_line(error: Exception) -> str:

@@ -170,6 +170,8 @@ BAD_INPUT = [
     (["net=custom"], "net=custom needs net._target_=package.module.Class"),
     (["net=custom", "net._target_=nosuch.Net"], "net._target_=nosuch.Net cannot be imported"),
     (["net=conv", "net.channels=[8,0]"], "net.channels[] must be an integer >= 1, got 0"),
+    (["net=conv", "+net.width=3"], "net=conv has no key 'width': its keys are channels"),
+    (["net=mlp", "+net.width=3"], "net=mlp has no key 'width': it has none (the MLP's sizes"),
     (["net=conv", "model.activation=gated"], "net=conv's activation (model.activation) must be"),
     (["study=hdim", "net=resnet"], "sweeps model.h_dim, a size of the MLP: it applies to net=mlp"),
     (["study=zdim", "study.sampler=nosuch"], "study.sampler must be one of grid, tpe, random"),
