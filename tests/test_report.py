@@ -226,3 +226,27 @@ def test_bits_per_dim_anchors_are_shown_as_context_with_their_estimator():
     assert "**3.11 bits/dim**" in shown and "k=10000" in shown and "**2.87 bits/dim**" in shown
     assert "the test ELBO (an upper bound on the nll)" in shown
     assert anchor_lines(rows, "mnist") == []
+
+
+def test_a_whole_split_q_star_elbo_outside_its_rungs_is_not_shown():
+    """−ELBO − amortization gap below the nll (a gap the encoder's IW samples do not close)."""
+    from types import SimpleNamespace
+
+    from bench.report.ladder import ladder_table
+
+    rows = pd.DataFrame(
+        {
+            "variant": ["vae", "vae"],
+            "data_entropy": [float("nan")] * 2,
+            "nll": [100.0, 100.0],
+            "neg_elbo": [110.0, 110.0],
+            "excess": [float("nan")] * 2,
+            "approximation_gap": [2.0, 2.0],
+            "amortization_gap": [5.0, 30.0],  # 110 - 30 = 80 < nll
+        }
+    )
+    paired = pd.DataFrame({"delta": [0.0, 0.0], "delta_se": [0.0, 0.0], "indistinguishable": True})
+    study = SimpleNamespace(swept=lambda: [])
+    ordered, unordered = ladder_table(rows, study, paired)[2:]
+    assert "| 105.00 |" in ordered and "n/a‡" not in ordered
+    assert "| n/a‡ |" in unordered and "80.00" not in unordered

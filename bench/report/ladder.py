@@ -22,6 +22,8 @@ def ladder_table(rows: pd.DataFrame, study: StudyRuns, paired: pd.DataFrame) -> 
         row = row.copy()
         row["neg_elbo_optimal"] = row["neg_elbo"] - row["amortization_gap"]  # † the whole split
         cells = [label(row, study)] + [_value(row, m) for m in (*RUNGS, *PARTS)]
+        if not row["nll"] <= row["neg_elbo_optimal"] <= row["neg_elbo"]:
+            cells[1 + RUNGS.index("neg_elbo_optimal")] = "n/a‡"  # the subset is not typical
         lines.append("| " + " | ".join([*cells, _delta(paired.loc[i])]) + " |")
     return lines
 

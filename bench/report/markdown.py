@@ -132,7 +132,11 @@ def ladder_section(rows: pd.DataFrame, study: StudyRuns, paired: pd.DataFrame) -
         "misses the best Gaussian; Cremer, Li & Duvenaud 2018). The two gaps are measured on "
         f"{on}; the other columns on the whole test split. † −ELBO(q*) for the whole split is "
         "−ELBO minus the amortization gap (the run logs −ELBO(q*) of the subset as "
-        "`test/neg_elbo_optimal`). cvae: its gaps are those of p(x|y) given the true label. ± is "
+        "`test/neg_elbo_optimal`); ‡ where that falls outside [nll, −ELBO] it is not shown: "
+        "the split's nll (the IW bound with the encoder's q as proposal) is then looser than "
+        "the subset's IW bound with q* as proposal (`test/gap_subset_nll`), an amortization "
+        "gap that k samples from the encoder do not close. cvae: its gaps "
+        "are those of p(x|y) given the true label. ± is "
         "one standard error over test examples (single runs; seeds: the mean). Δnll: each row "
         "minus the best, paired on the same test examples; ≈ marks a difference within "
         f"{INDISTINGUISHABLE_SE:g} SE.",
