@@ -11,7 +11,7 @@ from omegaconf.errors import OmegaConfBaseException
 from bench.data.files import dataset_name
 from bench.data.named.sets import NAMED
 from bench.data.synthetic.families import FAMILIES
-from bench.errors import BenchError
+from bench.errors import BenchError, first_line
 from bench.networks import CUSTOM, NET_NAMES, check_keys, check_target
 from bench.runtime.precision import PRECISIONS
 from bench.training.schedules import LR_SCHEDULES
@@ -48,7 +48,7 @@ def load_config(overrides: list[str], config_name: str = "config") -> DictConfig
             cfg = compose(config_name, overrides=overrides)
     except MissingConfigException as e:
         choices = f": choose one of {', '.join(e.options)}" if e.options else ""
-        raise BenchError(f"{_first_line(e)}{choices}") from None
+        raise BenchError(f"{first_line(e)}{choices}") from None
     except (HydraException, OmegaConfBaseException) as e:
         raise BenchError(_one_line(e)) from None
     validate(cfg)
@@ -209,10 +209,6 @@ def _at_least(name: str, value: object, low: int, kind: type = Real) -> None:
 def _positive(name: str, value: object) -> None:
     if not isinstance(value, Real) or isinstance(value, bool) or not value > 0:
         raise BenchError(f"{name} must be a number > 0, got {value!r}")
-
-
-def _first_line(error: Exception) -> str:
-    return (str(error).strip() or type(error).__name__).splitlines()[0]
 
 
 def _one_line(error: Exception) -> str:

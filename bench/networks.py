@@ -11,7 +11,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from bench.errors import BenchError
+from bench.errors import BenchError, first_line
 from models.base import NetFactory
 from models.nets import NETS
 
@@ -33,7 +33,7 @@ def net_factory(cfg: DictConfig) -> NetFactory:
     try:
         return instantiate(options, _partial_=True, _convert_="all")
     except InstantiationException as e:
-        raise BenchError(f"net._target_={options['_target_']}: {_first_line(e)}") from None
+        raise BenchError(f"net._target_={options['_target_']}: {first_line(e)}") from None
 
 
 def check_keys(name: str, builder: object, keys: set[str]) -> None:
@@ -59,11 +59,7 @@ def check_target(target: object) -> object:
     try:
         found = getattr(importlib.import_module(module), name)
     except Exception as e:  # ImportError, AttributeError, or what the user's module raises
-        raise BenchError(f"net._target_={target} cannot be imported: {_first_line(e)}") from None
+        raise BenchError(f"net._target_={target} cannot be imported: {first_line(e)}") from None
     if not callable(found):
         raise BenchError(f"net._target_={target} is not a class or function")
     return found
-
-
-def _first_line(error: Exception) -> str:
-    return (str(error).strip() or type(error).__name__).splitlines()[0]

@@ -9,7 +9,6 @@ then each harness loop), one seed per round; speeds are ratios within this run.
 import argparse
 import statistics
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from bench.data.named.idx_sets import TORCHVISION_CLASSES
 from bench.job import build_model, load_data
 from bench.perf.blocks import write_block
 from bench.perf.evaluator import evaluator_rows, modes
+from bench.perf.machine import timed_training
 from bench.perf.profile import epoch_profile
 from bench.perf.reference import reference_loader, reference_loop
 from bench.perf.results import TITLE, results
@@ -102,10 +102,7 @@ def _harness_run(cfg, data: Dataset, seed: int, settings: dict, runs: LoopRuns):
     trainer = cfg.trainer.copy()
     trainer.seed = seed
     trainer.precision, trainer.compile = settings["precision"], settings["compile"]
-    ends = []
-    started = time.perf_counter()
-    history = train(model, data, trainer, lambda *_: ends.append(time.perf_counter()), False)
-    seconds = [b - a for a, b in zip([started, *ends[:-1]], ends, strict=True)]
+    history, seconds = timed_training(model, data, trainer)
     runs.add([h["train/neg_elbo"] for h in history], seconds)
     return model
 

@@ -4,9 +4,12 @@ import platform
 import time
 
 import torch
+from omegaconf import DictConfig
 
+from bench.data.dataset import Dataset
 from bench.runtime.precision import cpu_flags, cpuinfo
 from bench.tracking.mlflow_runs import PACKAGES, package_version
+from bench.training.loop import History, train
 
 
 def timed(fn):
@@ -16,6 +19,21 @@ def timed(fn):
     result = fn()
     synchronize()
     return result, time.perf_counter() - started
+
+
+def timed_training(
+    model: torch.nn.Module, data: Dataset, trainer: DictConfig
+) -> tuple[History, list[float]]:
+    """train() without a progress bar, and each epoch's seconds (the GPU's queued work finished
+    inside each)."""
+    ends = [time.perf_counter()]
+
+    def epoch_end(*_) -> None:
+        synchronize()
+        ends.append(time.perf_counter())
+
+    history = train(model, data, trainer, epoch_end, False)
+    return history, [b - a for a, b in zip(ends, ends[1:], strict=False)]
 
 
 def synchronize() -> None:

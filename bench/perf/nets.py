@@ -6,7 +6,6 @@ fp32 in the same run; and the IW bound's milliseconds per test image at k."""
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -14,12 +13,12 @@ import torch
 
 from bench.cli import run_parsed
 from bench.config import load_config
-from bench.evaluation.estimators.iw import iw_terms, rows_per_chunk
 from bench.job import build_model, load_data
 from bench.perf.blocks import write_block
-from bench.perf.machine import machine, synchronize, timed
+from bench.perf.evaluator import iw_nll
+from bench.perf.machine import machine, timed_training
 from bench.runtime.precision import native_bf16
-from bench.training.loop import pick_device, train
+from bench.training.loop import pick_device
 from models.nets import NETS
 
 IMAGES = {"28×28": (28, 28, 1), "32×32×3": (32, 32, 3)}  # H, W, C
@@ -51,24 +50,14 @@ def samples_per_s(cfg, data, mode: tuple[str, str, bool]) -> float:
         model = model.to(memory_format=torch.channels_last)
     trainer = cfg.trainer.copy()
     trainer.precision, trainer.compile = mode[0], mode[1]
-    ends: list[float] = []
-
-    def epoch_end(*_) -> None:
-        synchronize()
-        ends.append(time.perf_counter())
-
-    train(model, data, trainer, epoch_end, False)
-    return len(data.train) / (ends[-1] - ends[-2])
+    return len(data.train) / timed_training(model, data, trainer)[1][-1]
 
 
 def iw_ms_per_image(cfg, data, k: int) -> float:
+    """fp32 eager, after an untimed call on two images."""
     model = build_model(cfg, data, 0).to(data.test_x.device).eval()
-    x, y = data.test_x, data.test.labels
-    rows = rows_per_chunk("auto", x.device)
-    with torch.no_grad():
-        iw_terms(model, x[:2], y[:2], k, rows)
-        _, seconds = timed(lambda: iw_terms(model, x, y, k, rows))
-    return 1000 * seconds / len(x)
+    _, seconds, _ = iw_nll(model, data.test_x, data.test.labels, k, "fp32", False)
+    return 1000 * seconds / len(data.test_x)
 
 
 def rows(args: argparse.Namespace, folder: Path, device: torch.device) -> list[str]:

@@ -1,8 +1,6 @@
 """`net=conv`: stride-2 convolutions down, transposed convolutions up (DCGAN-style, 4×4 kernels,
 no normalization: examples stay independent, as the IW bound needs)."""
 
-from collections.abc import Sequence
-
 from torch import nn
 
 from models.nets.image import ImageNet
@@ -11,20 +9,6 @@ from models.nets.mlp import activation_layer
 
 class ConvNet(ImageNet):
     """`channels[i]`: the width after the i-th halving of the image (the decoder mirrors it)."""
-
-    def __init__(
-        self,
-        image_shape: Sequence[int],
-        z_dim: int,
-        n_classes: int,
-        encoder_outputs: int,
-        outputs_per_pixel: int,
-        channels: Sequence[int] = (32, 64),
-        activation: str = "relu",
-    ):
-        super().__init__(
-            image_shape, z_dim, n_classes, encoder_outputs, outputs_per_pixel, channels, activation
-        )
 
     def down(self, c_in: int, c_out: int, activation: str) -> list[nn.Module]:
         return [nn.Conv2d(c_in, c_out, 4, stride=2, padding=1), activation_layer(activation)]

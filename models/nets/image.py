@@ -96,8 +96,8 @@ class ImageNet(nn.Module):
         n_classes: int,
         encoder_outputs: int,
         outputs_per_pixel: int,
-        channels: Sequence[int],
-        activation: str,
+        channels: Sequence[int] = (32, 64),
+        activation: str = "relu",
     ):
         super().__init__()
         widths = [int(c) for c in channels]
