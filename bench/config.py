@@ -12,6 +12,7 @@ from bench.data.files import dataset_name
 from bench.data.named.sets import NAMED
 from bench.data.synthetic.families import FAMILIES
 from bench.errors import BenchError, first_line
+from bench.evaluation.estimators.ais import STARTS
 from bench.networks import CUSTOM, NET_NAMES, check_keys, check_target
 from bench.runtime.precision import PRECISIONS
 from bench.training.schedules import LR_SCHEDULES
@@ -112,12 +113,29 @@ def validate(cfg: DictConfig) -> None:
         _at_least(f"eval.gap_search.{key}", cfg.eval.gap_search[key], 1, int)
     _positive("eval.gap_search.lr", cfg.eval.gap_search.lr)
     _at_least("eval.gap_search.tol", cfg.eval.gap_search.tol, 0)
+    _validate_certified(cfg.eval)
     _one_of("trainer.compile", trainer.compile, COMPILE_SETTINGS)
     _one_of("trainer.precision", trainer.precision, PRECISIONS)
     _one_of("eval.precision", cfg.eval.precision, PRECISIONS)
     _one_of("eval.compile", cfg.eval.compile, ("auto", True, False))
     if cfg.get("study") is not None:
         _validate_study(cfg.study, cfg.net.name)
+
+
+def _validate_certified(eval_cfg: DictConfig) -> None:
+    ais = eval_cfg.ais
+    for key in ("ais.examples", "ais.bdmc_examples", "exact_examples"):
+        value = OmegaConf.select(eval_cfg, key)
+        if value != "auto":
+            _at_least(f"eval.{key}", value, 0, int)
+    for key in ("steps", "chains", "leapfrog"):
+        _at_least(f"eval.ais.{key}", ais[key], 1, int)
+    _one_of("eval.ais.start", ais.start, STARTS)
+    _positive("eval.ais.step_size", ais.step_size)
+    if not isinstance(ais.target_acceptance, Real) or not 0 < ais.target_acceptance < 1:
+        raise BenchError(
+            f"eval.ais.target_acceptance must be in (0, 1), got {ais.target_acceptance!r}"
+        )
 
 
 def _validate_net(net: DictConfig, activation: str) -> None:

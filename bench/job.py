@@ -17,11 +17,14 @@ from bench.data.load import load
 from bench.data.synthetic.load import save as save_density
 from bench.errors import BenchError
 from bench.evaluation import images
+from bench.evaluation.certified import auto_ais_examples, auto_exact_examples
+from bench.evaluation.estimators.ais import AISSettings
 from bench.evaluation.estimators.gaps import auto_examples
 from bench.evaluation.estimators.iw import rows_per_chunk
 from bench.evaluation.estimators.optimal_q import Search
-from bench.evaluation.evaluator import EvalSettings, Evaluation, compile_pays, evaluate
+from bench.evaluation.evaluator import AIS_SUBSETS, EvalSettings, compile_pays, evaluate
 from bench.evaluation.per_example import PER_EXAMPLE, per_example_table
+from bench.evaluation.result import Evaluation
 from bench.networks import net_factory
 from bench.runtime.faults import kill_point
 from bench.tracking import mlflow_runs
@@ -187,7 +190,21 @@ def resolved(cfg: DictConfig, device: torch.device, data: Dataset) -> DictConfig
     if cfg.eval.gap_examples == "auto":
         search = Search(**cfg.eval.gap_search)
         cfg.eval.gap_examples = auto_examples(len(data.test), int(cfg.eval.k), search)
+    _resolve_certified(cfg, data)
     return cfg
+
+
+def _resolve_certified(cfg: DictConfig, data: Dataset) -> None:
+    n_test, k = len(data.test), int(cfg.eval.k)
+    labels = data.n_classes if variant(cfg.model.name).conditional else 1
+    ais = cfg.eval.ais
+    if ais.examples == "auto":
+        chains = AISSettings(**{key: ais[key] for key in ais if key not in AIS_SUBSETS})
+        ais.examples = auto_ais_examples(n_test, k, chains, labels)
+    if ais.bdmc_examples == "auto":
+        ais.bdmc_examples = ais.examples
+    if cfg.eval.exact_examples == "auto":
+        cfg.eval.exact_examples = auto_exact_examples(n_test, k, int(cfg.model.z_dim))
 
 
 def _log_evaluation(client: MlflowClient, run_id: str, evaluation: Evaluation) -> None:

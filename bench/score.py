@@ -22,7 +22,15 @@ from bench.stored_run import stored_config, stored_model
 from bench.tracking import mlflow_runs
 from bench.training.loop import pick_device
 
-AUTO_EVAL_KEYS = ("rows_per_chunk", "gap_examples", "compile")  # resolved again for new settings
+# resolved again for the new settings
+AUTO_EVAL_KEYS = (
+    "rows_per_chunk",
+    "gap_examples",
+    "compile",
+    "ais.examples",
+    "ais.bdmc_examples",
+    "exact_examples",
+)
 
 
 def score(
@@ -54,7 +62,7 @@ def rescoring_config(stored: DictConfig, overrides: list[str]) -> DictConfig:
         raise BenchError(f"bench.score changes only eval.* settings, got {' '.join(others)}")
     cfg = stored.copy()
     for key in AUTO_EVAL_KEYS:
-        cfg.eval[key] = "auto"
+        OmegaConf.update(cfg, f"eval.{key}", "auto")
     cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(overrides))
     validate(cfg)
     return cfg

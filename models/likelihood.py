@@ -56,6 +56,9 @@ class Bernoulli(PerPixel):
     def mean(self, logits: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(logits)
 
+    def sample(self, logits: torch.Tensor) -> torch.Tensor:
+        return torch.bernoulli(torch.sigmoid(logits))
+
     def neg_log_prob_linear(
         self, h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, x: torch.Tensor
     ) -> torch.Tensor:
@@ -85,6 +88,9 @@ class Gaussian(PerPixel):
     def mean(self, mean: torch.Tensor) -> torch.Tensor:
         return mean
 
+    def sample(self, mean: torch.Tensor) -> torch.Tensor:
+        return mean + math.sqrt(self.variance) * torch.randn_like(mean)
+
     def optimal_variance(self, neg_log_prob: float, d: int) -> float:
         """The sigma^2 that would maximize a mean -ln p(x|z) of `neg_log_prob` over `d` pixels:
         the per-pixel mean squared error, recovered exactly since every constant is kept."""
@@ -112,6 +118,14 @@ class DiscretizedLogistic(PerPixel):
     def mean(self, out: torch.Tensor) -> torch.Tensor:
         return out.chunk(2, dim=-1)[0].clamp(0, 1)
 
+    def sample(self, out: torch.Tensor) -> torch.Tensor:
+        """A logistic draw, rounded to its level (the end bins take the tails)."""
+        mu, log_s = out.chunk(2, dim=-1)
+        u = torch.rand_like(mu).clamp(1e-7, 1 - 1e-7)
+        draw = mu + log_s.exp() * (u.log() - (-u).log1p())
+        steps = 0.5 / self.half_bin  # L - 1
+        return ((draw * steps).round() / steps).clamp(0, 1)
+
 
 class ContinuousBernoulli(PerPixel):
     """Decoder outputs logits η; the continuous Bernoulli density on [0, 1] (Loaiza-Ganem &
@@ -132,6 +146,9 @@ class ContinuousBernoulli(PerPixel):
         safe = torch.where(small, torch.ones_like(eta), eta)
         exact = -1 / torch.expm1(-safe) - 1 / safe
         return torch.where(small, 0.5 + eta / 12, exact).to(logits.dtype)
+
+    def sample(self, logits: torch.Tensor) -> torch.Tensor:
+        return torch.distributions.ContinuousBernoulli(logits=logits).sample()
 
 
 class GreyBCE(Bernoulli):

@@ -12,9 +12,11 @@ import pytest
 import torch
 from torch.distributions import MultivariateNormal
 
+from bench.evaluation.estimators.ais import AISSettings, ais
 from bench.evaluation.estimators.gaps import auto_examples, decompose
 from bench.evaluation.estimators.iw import iw_terms, log_weights, prefix_sizes
 from bench.evaluation.estimators.optimal_q import Search
+from bench.evaluation.estimators.quadrature import QuadratureSettings, exact_log_px
 from bench.evaluation.estimators.stats import mean_se, paired_difference
 from models import Gaussian, variant
 from models.nets import MLPNet
@@ -197,3 +199,107 @@ def test_a_chunk_the_device_cannot_hold_is_one_line_naming_the_setting(setup, mo
     model, x, _, _, _ = setup
     with pytest.raises(BenchError, match=r"eval.rows_per_chunk=4096 rows .* do not fit"):
         iw_terms(model, x, None, k=100, rows_per_chunk=4096)
+
+
+# The certified rung: AIS, its BDMC sandwich and quadrature, against the same closed form.
+
+
+def test_ais_from_the_prior_finds_ln_px_and_a_longer_schedule_is_not_looser(setup):
+    model, x, log_px, _, _ = setup
+    x, log_px = x[:100], log_px[:100]
+    torch.manual_seed(0)
+    long = ais(model, x, None, AISSettings(steps=1000, chains=8))
+    short = ais(model, x, None, AISSettings(steps=20, chains=8))
+    error, se = paired_difference(log_px, long.log_px)
+    assert abs(error) < 0.05 and abs(error) < 4 * se + 0.01
+    assert 0.3 < long.acceptance < 0.95  # the step sizes were adapted toward 0.65
+    looser, looser_se = paired_difference(long.log_px, short.log_px)
+    assert looser > 0.05 and looser > 3 * looser_se  # 20 distributions: visibly looser
+
+
+def test_ais_from_the_encoder_is_exact_when_q_is_the_posterior(setup):
+    """f0 = q = p(z|x): every weight is p(x) whatever the transitions do."""
+    model, x, log_px, _, _ = setup
+    torch.manual_seed(0)
+    found = ais(model, x[:50], None, AISSettings(steps=10, chains=4, start="encoder"))
+    torch.testing.assert_close(found.log_px, log_px[:50], rtol=0, atol=1e-8)
+
+
+def test_bdmc_sandwiches_the_exact_ln_px(setup):
+    """Forward AIS from the prior errs low, reverse AIS from the z that drew each x errs high."""
+    model, x, log_px, w, b = setup
+    g = torch.Generator().manual_seed(3)
+    z = torch.randn(200, Z, generator=g, dtype=torch.float64)
+    x = z @ w.T + b + math.sqrt(S2) * torch.randn(200, D, generator=g, dtype=torch.float64)
+    truth = MultivariateNormal(b, w @ w.T + S2 * torch.eye(D, dtype=torch.float64)).log_prob(x)
+    torch.manual_seed(0)
+    settings = AISSettings(steps=30, chains=4)
+    lower = ais(model, x, None, settings)
+    upper = ais(model, x, None, settings, reverse_from=z)
+    below, below_se = paired_difference(truth, lower.log_px)
+    above, above_se = paired_difference(upper.log_px, truth)
+    assert below > -3 * below_se and above > -3 * above_se
+    assert below + above > 0.05  # 30 distributions: a gap BDMC can see
+
+
+def linear_gaussian_2d():
+    g = torch.Generator().manual_seed(0)
+    q, _ = torch.linalg.qr(torch.randn(D, 2, generator=g, dtype=torch.float64))
+    w = q * torch.tensor([2.0, 0.3], dtype=torch.float64)
+    b = torch.randn(D, generator=g, dtype=torch.float64)
+    model = variant("vae")(image_shape=(D,), z_dim=2, likelihood=Gaussian(S2), net=LINEAR)
+    model = model.double()
+    with torch.no_grad():
+        model.decoder[0].weight.copy_(w)
+        model.decoder[0].bias.copy_(b)
+    z = torch.randn(100, 2, generator=g, dtype=torch.float64)
+    x = z @ w.T + b + math.sqrt(S2) * torch.randn(100, D, generator=g, dtype=torch.float64)
+    return model, x, MultivariateNormal(b, w @ w.T + S2 * torch.eye(D, dtype=torch.float64))
+
+
+def test_quadrature_is_the_closed_form_for_z_dim_2():
+    model, x, truth = linear_gaussian_2d()
+    found = exact_log_px(model, x, None)
+    assert found.converged and found.refinement < 0.01
+    torch.testing.assert_close(found.log_px, truth.log_prob(x), rtol=0, atol=1e-3)
+
+
+def test_quadrature_says_when_its_grid_did_not_converge():
+    model, x, _ = linear_gaussian_2d()
+    coarse = QuadratureSettings(coarse_points=8, first_points=2, max_points=4, tol=1e-9)
+    assert not exact_log_px(model, x[:5], None, coarse).converged
+
+
+@pytest.fixture(scope="module")
+def trained_2d():
+    """A Bernoulli VAE with z_dim 2 and tanh layers trained briefly on binarized digits: a
+    posterior no Gaussian fits exactly."""
+    from sklearn.datasets import load_digits
+
+    from models import Bernoulli
+
+    x = torch.tensor(load_digits().data > 7, dtype=torch.float32)
+    torch.manual_seed(0)
+    net = partial(MLPNet, h_dim=64, activation="tanh")
+    model = variant("vae")(image_shape=(64,), z_dim=2, likelihood=Bernoulli(), net=net)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(600):
+        batch = x[torch.randint(0, len(x) - 100, (128,))]
+        optimizer.zero_grad()
+        model.loss_parts(batch).objective.mean().backward()
+        optimizer.step()
+    return model.eval(), x[-100:]
+
+
+def test_on_a_nonlinear_model_quadrature_le_ais_le_iw(trained_2d):
+    """-ln p: exact <= AIS <= IW (each within its SE), and the ELBO above all."""
+    model, x = trained_2d
+    torch.manual_seed(0)
+    exact = -exact_log_px(model, x, None).log_px
+    found = -ais(model, x, None, AISSettings(steps=300, chains=8)).log_px
+    terms = iw_terms(model, x, None, k=100)
+    iw, neg_elbo = -terms["log_px"], terms["recon"] + terms["kl"]
+    for tighter, looser in ((exact, found), (found, iw), (iw, neg_elbo)):
+        gap, se = paired_difference(looser, tighter)
+        assert gap > -3 * se
+    assert paired_difference(iw, exact)[0] > 0.01  # the IW bound at k = 100 has slack to see

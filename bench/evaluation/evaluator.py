@@ -4,16 +4,18 @@ its entropy and the run's excess over it, and the gap decomposition on a fixed s
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from bench.data.dataset import Dataset
+from bench.evaluation.certified import CertifiedSettings, add_certified, label_log_prior
+from bench.evaluation.estimators.ais import AISSettings
 from bench.evaluation.estimators.gaps import decompose
 from bench.evaluation.estimators.iw import iw_terms, prefix_sizes
 from bench.evaluation.estimators.optimal_q import Search
-from bench.evaluation.estimators.stats import mean_se, paired_difference
+from bench.evaluation.result import Evaluation, padded
 from bench.runtime.precision import autocast
 from models.base import LatentModel
 from models.kernels import compiled_kernels
@@ -29,6 +31,7 @@ class EvalSettings:
     search: Search = Search()
     precision: str = "fp32"  # bench.runtime.precision
     compile: bool = False  # the likelihood's elementwise kernels compiled (models.kernels)
+    certified: CertifiedSettings = CertifiedSettings()
 
     @classmethod
     def from_config(cls, cfg: Any) -> "EvalSettings":
@@ -41,6 +44,12 @@ class EvalSettings:
             search=Search(**cfg.gap_search),
             precision=str(cfg.precision),
             compile=bool(cfg.compile),
+            certified=CertifiedSettings(
+                ais=AISSettings(**{k: v for k, v in cfg.ais.items() if k not in AIS_SUBSETS}),
+                ais_examples=int(cfg.ais.examples),
+                bdmc_examples=int(cfg.ais.bdmc_examples),
+                exact_examples=int(cfg.exact_examples),
+            ),
         )
 
 
@@ -50,18 +59,11 @@ class EvalSettings:
 # ~0.3 s from Inductor's disk cache after that: from 1e9 elements (k x examples x pixels) on it
 # pays; digits at k=1000 (2.3e7) stays eager.
 AUTO_COMPILE_MIN_ELEMENTS = 10**9
+AIS_SUBSETS = ("examples", "bdmc_examples")  # eval.ais keys that are not the chains' settings
 
 
 def compile_pays(elements: int) -> bool:
     return elements >= AUTO_COMPILE_MIN_ELEMENTS
-
-
-@dataclass
-class Evaluation:
-    metrics: dict[str, float]
-    per_example: dict[str, torch.Tensor] = field(default_factory=dict)  # float64, one per example
-    nll_at_k: dict[int, float] = field(default_factory=dict)
-    tags: dict[str, str] = field(default_factory=dict)
 
 
 @torch.no_grad()
@@ -138,37 +140,26 @@ def _evaluate(
     )
     neg_log_p_data = data.neg_log_p_data(split)
     if neg_log_p_data is not None:
-        _add(result, "neg_log_p_data", neg_log_p_data, "data_entropy")
+        result.add("neg_log_p_data", neg_log_p_data, "data_entropy")
     if not model.bounds_likelihood:
         _add_loss(result, model, data, x, y)
         return _test_only(result, split)
     started = time.perf_counter()
     terms = iw_terms(model, x, y, settings.k, settings.rows_per_chunk)
     _add_recon(result, terms["recon"], model, data)
-    _add(result, "kl", terms["kl"])
+    result.add("kl", terms["kl"])
     neg_elbo, log_px_at_k = terms["recon"] + terms["kl"], terms["log_px_at_k"]
     if model.conditional:
-        _add(result, "neg_elbo_conditional", neg_elbo)
-        _add(result, "nll_conditional", -terms["log_px"])
+        result.add("neg_elbo_conditional", neg_elbo)
+        result.add("nll_conditional", -terms["log_px"])
         neg_elbo, log_px_at_k = _marginal_over_labels(model, data, x, settings)
     result.metrics["iw_seconds"] = time.perf_counter() - started
     _add_bound(result, neg_elbo, -log_px_at_k, settings.k, data, model)
     if split == "test" and settings.gap_examples > 0:
         _add_gaps(result, model, x, y, terms, settings)
+    if split == "test":
+        add_certified(result, model, data, x, y, settings.certified, settings.rows_per_chunk)
     return _test_only(result, split)
-
-
-def _add(result: Evaluation, name: str, values: torch.Tensor, metric: str | None = None) -> None:
-    """A per-example vector, its mean as `metric` (default: its name) and the mean's SE."""
-    result.per_example[name] = values.double()
-    metric = metric or name
-    result.metrics[metric], result.metrics[f"{metric}_se"] = mean_se(values)
-
-
-def _add_paired(result: Evaluation, name: str, a: str, b: str) -> None:
-    result.metrics[name], result.metrics[f"{name}_se"] = paired_difference(
-        result.per_example[a], result.per_example[b]
-    )
 
 
 def _add_loss(
@@ -183,14 +174,14 @@ def _add_loss(
         return
     parts = [model.loss_parts(x[i : i + 1000], y[i : i + 1000]) for i in range(0, len(x), 1000)]
     _add_recon(result, torch.cat([p.recon for p in parts]), model, data)
-    _add(result, "kl", torch.cat([p.kl for p in parts]))
-    _add(result, "loss", torch.cat([p.recon + p.kl for p in parts]))
+    result.add("kl", torch.cat([p.kl for p in parts]))
+    result.add("loss", torch.cat([p.recon + p.kl for p in parts]))
 
 
 def _add_recon(result: Evaluation, recon: torch.Tensor, model: LatentModel, data: Dataset) -> None:
     """recon, and for a Gaussian decoder the sigma^2 that would maximize it (the per-pixel mean
     squared error under q): how far the chosen output variance is from this run's own optimum."""
-    _add(result, "recon", recon)
+    result.add("recon", recon)
     if isinstance(model.likelihood, Gaussian):
         optimal = model.likelihood.optimal_variance
         result.metrics["optimal_variance"] = optimal(result.metrics["recon"], data.x_dim)
@@ -208,9 +199,9 @@ def _add_bound(
 ) -> None:
     """-ELBO, nll (and at each prefix k of the same samples: rows of `nll_at_k`), their gap, and
     where the data's density is known the excess of each over it."""
-    _add(result, "neg_elbo", neg_elbo)
-    _add(result, "nll", nll_at_k[-1])
-    _add_paired(result, "bound_gap", "neg_elbo", "nll")
+    result.add("neg_elbo", neg_elbo)
+    result.add("nll", nll_at_k[-1])
+    result.add_paired("bound_gap", "neg_elbo", "nll")
     result.nll_at_k = {k: float(v.mean()) for k, v in zip(prefix_sizes(k), nll_at_k, strict=True)}
     bpd = bits_per_dim(result.metrics["nll"], data, model.likelihood)
     if bpd is not None:
@@ -219,8 +210,8 @@ def _add_bound(
         # scaled, not bpd·se/nll (wrong with the constant, and negative for a negative nll)
         result.metrics["bits_per_dim_se"] = result.metrics["nll_se"] / (data.x_dim * math.log(2))
     if "neg_log_p_data" in result.per_example:
-        _add_paired(result, "excess", "nll", "neg_log_p_data")
-        _add_paired(result, "elbo_excess", "neg_elbo", "neg_log_p_data")
+        result.add_paired("excess", "nll", "neg_log_p_data")
+        result.add_paired("elbo_excess", "neg_elbo", "neg_log_p_data")
 
 
 def _add_gaps(
@@ -245,9 +236,8 @@ def _add_gaps(
         settings.search,
     )
     result.metrics |= gaps.metrics
-    padded = torch.full((len(x),), math.nan, dtype=torch.float64, device=x.device)
-    padded[subset] = gaps.neg_elbo_optimal
-    result.per_example["neg_elbo_optimal"] = padded
+    result.per_example["neg_elbo_optimal"] = padded(gaps.neg_elbo_optimal, len(x))
+    result.per_example["gap_subset_nll"] = padded(gaps.nll, len(x))
     result.tags["approximation_gap_nll_from"] = gaps.proposal
 
 
@@ -264,8 +254,7 @@ def _marginal_over_labels(
     """-ELBO and ln p(x) (at each prefix k) with the label summed out: ln p(x) = logsumexp_y
     ln p(y) + ln p(x|y), p(y) the training-label frequencies. The ELBO side uses the same sum
     over per-label ELBOs."""
-    counts = torch.bincount(data.train.labels, minlength=data.n_classes).double()
-    log_prior = (counts / counts.sum()).log()
+    log_prior = label_log_prior(data)
     elbos, log_pxs = [], []
     for label in range(data.n_classes):
         y = torch.full((len(x),), label, dtype=torch.long, device=x.device)

@@ -3,7 +3,7 @@
 import pandas as pd
 
 from bench.data.dataset import Dataset
-from bench.evaluation.evaluator import Evaluation
+from bench.evaluation.result import Evaluation
 
 PER_EXAMPLE = "test_per_example.csv"  # the run artifact
 

@@ -33,6 +33,15 @@ METRICS = {
     "approximation_gap": "metrics.test/approximation_gap",
     "amortization_gap": "metrics.test/amortization_gap",
     "gap_examples": "metrics.test/gap_examples",
+    "nll_certified": "metrics.test/nll_certified",  # the tightest rung (bench.evaluation.certified)
+    "iw_slack": "metrics.test/iw_slack",
+    "iw_slack_exact": "metrics.test/iw_slack_exact",
+    "excess_certified": "metrics.test/excess_certified",
+    "approximation_gap_certified": "metrics.test/approximation_gap_certified",
+    "gap_iw_slack": "metrics.test/gap_iw_slack",
+    "bdmc_gap": "metrics.test/bdmc_gap",
+    "ais_examples": "metrics.test/ais_examples",
+    "exact_examples": "metrics.test/exact_examples",
     "train_seconds": "metrics.train_seconds",
     "samples_per_s": "metrics.train_samples_per_s",
 }
@@ -58,7 +67,11 @@ ALIASES = {
     "model.likelihood": "likelihood",
     "trainer.seed": "seed",
 }
-SE = ("nll", "neg_elbo", "data_entropy", "excess", "approximation_gap", "amortization_gap")
+SE = (
+    "nll", "neg_elbo", "data_entropy", "excess", "approximation_gap", "amortization_gap",
+    "nll_certified", "iw_slack", "iw_slack_exact", "excess_certified",
+    "approximation_gap_certified", "gap_iw_slack", "bdmc_gap",
+)  # fmt: skip
 DECIMALS = {"active_units": 1, "optimal_variance": 4, "train_seconds": 1, "samples_per_s": 0}
 RUNS_TABLE = (  # the ladder's own columns are in the ladder table
     "recon", "kl", "loss", "neg_elbo", "nll", "bound_gap", "bits_per_dim", "active_units",
@@ -82,6 +95,7 @@ def run_table(study: StudyRuns, runs: pd.DataFrame | None = None) -> pd.DataFram
     table["precision"] = precision(runs)
     table["net"] = network(runs)
     table["test_set"] = test_set_key(runs)
+    table["nll_rung"] = runs.get("tags.test.nll_rung", pd.Series(index=runs.index)).astype(object)
     for key in study.swept():
         if key not in ALIASES:
             table[key] = runs.get(f"params.{key}")
@@ -89,7 +103,7 @@ def run_table(study: StudyRuns, runs: pd.DataFrame | None = None) -> pd.DataFram
         table[name] = pd.to_numeric(runs.get(column), errors="coerce")
     for name in SE:
         table[f"{name}_se"] = pd.to_numeric(runs.get(f"{METRICS[name]}_se"), errors="coerce")
-    text = ["variant", "likelihood", "run_id", "precision", "test_set", "net"]
+    text = ["variant", "likelihood", "run_id", "precision", "test_set", "net", "nll_rung"]
     for name in table.columns.drop(text):
         table[name] = _numeric_if_possible(table[name])
     table.loc[table["likelihood"] != "gaussian", "output_variance"] = np.nan
@@ -144,6 +158,7 @@ def aggregate(table: pd.DataFrame, study: StudyRuns) -> pd.DataFrame:
     for name in SE:
         out[f"{name}_se"] = grouped[f"{name}_se"].first().where(grouped.size() == 1)
     out["n"] = grouped.size()
+    out["nll_rung"] = grouped["nll_rung"].first()
     out["run_ids"] = grouped["run_id"].apply(list)
     out["trials"] = grouped["trial"].apply(lambda t: ", ".join(str(int(v)) for v in sorted(t)))
     out["best_run_id"] = grouped.apply(

@@ -19,6 +19,7 @@ PROPOSALS = ("encoder", "optimal")  # the q whose IW bound stands for nll: the t
 class Gaps:
     metrics: dict[str, float]
     neg_elbo_optimal: torch.Tensor  # per example of the subset
+    nll: torch.Tensor  # per example of the subset: the tighter proposal's IW bound
     proposal: str  # which IW bound gave the subset's nll
 
 
@@ -52,7 +53,7 @@ def decompose(
         "gap_last_gain": found.last_gain,
         "gap_seconds": time.perf_counter() - started,
     }
-    return Gaps(metrics, neg_elbo_optimal, PROPOSALS[tighter])
+    return Gaps(metrics, neg_elbo_optimal, nll, PROPOSALS[tighter])
 
 
 def auto_examples(n_test: int, k: int, search: Search, cap: int = 1000) -> int:
