@@ -3,6 +3,7 @@
 import os
 import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 import mlflow
@@ -12,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from bench.config import load_config
 from bench.data.dataset import Dataset
-from bench.errors import BenchError
+from bench.errors import BenchError, first_line
 from bench.job import CONFIG, build_model, load_data
 from bench.tracking.weights import LEGACY_WEIGHTS, WEIGHTS, load_weights
 from models.base import LatentModel
@@ -24,7 +25,11 @@ def stored_config(run_id: str, tracking_uri: str | None = None) -> DictConfig:
     """The run's logged config on top of today's defaults for its model, network and data (keys
     added since it ran take their defaults), less its study's settings. A user's network is
     imported from this environment (net._target_), never from the store."""
-    stored = read_artifact(run_id, CONFIG, tracking_uri, OmegaConf.load)
+    return on_defaults(read_artifact(run_id, CONFIG, tracking_uri, OmegaConf.load))
+
+
+def on_defaults(stored: DictConfig) -> DictConfig:
+    """A run's config on top of today's defaults for its model, network and data."""
     stored.pop("study", None)  # a study trial's: what the study was, not how the run ran
     data = stored.data.get("format") or stored.data.name
     net = stored.get("net") or {"name": "mlp"}  # runs made before net=: the MLP
@@ -54,6 +59,22 @@ def stored_model(
     model = build_model(cfg, data, int(cfg.trainer.seed)).to(device)
     read_artifact(run_id, found[0], tracking_uri, lambda path: load_weights(model, path, device))
     return model.eval()
+
+
+def folder_run(folder: Path) -> tuple[DictConfig, Path]:
+    """(config, weights file) of a run copied to a folder (bench.reproduce's `reproduce/`): its
+    config.yaml and model.safetensors (or a legacy model.pt, read as tensors only)."""
+    folder = Path(folder)
+    if not (folder / CONFIG).is_file():
+        raise BenchError(f"{folder} has no {CONFIG}: not a run's folder")
+    found = [folder / name for name in (WEIGHTS, LEGACY_WEIGHTS) if (folder / name).is_file()]
+    if not found:
+        raise BenchError(f"{folder} has no {WEIGHTS} (or {LEGACY_WEIGHTS})")
+    try:
+        cfg = on_defaults(OmegaConf.load(folder / CONFIG))
+    except Exception as e:  # a YAML error, or a file that is not a mapping
+        raise BenchError(f"{folder / CONFIG} is not a run's config: {first_line(e)}") from None
+    return cfg, found[0]
 
 
 def reload(run_id: str) -> tuple[LatentModel, Dataset, DictConfig]:

@@ -15,6 +15,9 @@ import torch
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
+from bench.evaluation.certified import CertifiedSettings
+from bench.evaluation.estimators.ais import AISSettings
+from bench.evaluation.estimators.quadrature import QuadratureSettings
 from bench.evaluation.evaluator import EvalSettings, evaluate
 from bench.job import build_model, load_data
 from bench.run import main
@@ -25,6 +28,13 @@ from models import LIKELIHOODS, variant, variant_names
 from models.nets import NETS
 from tests.conftest import config
 
+TINY = CertifiedSettings(  # short chains, coarse grids: every piece runs, none is tuned
+    ais=AISSettings(steps=5, chains=2, leapfrog=2),
+    ais_examples=4,
+    bdmc_examples=4,
+    exact_examples=4,
+    quadrature=QuadratureSettings(coarse_points=16, first_points=8, max_points=32),
+)
 SHAPE = (10, 9, 3)  # H, W, C: odd, so the image nets pad and crop
 SMALL = {
     "mlp": ["model.h_dim=16"],
@@ -73,13 +83,16 @@ def test_every_variant_trains_on_every_net_and_likelihood_and_orders_its_ladder(
     model = build_model(cfg, data, 0)
     (epoch,) = train(model, data, cfg.trainer, progress=False)
     assert math.isfinite(epoch["train/objective"])
-    metrics = evaluate(model, data, EvalSettings(k=4, gap_examples=4)).metrics
+    metrics = evaluate(model, data, EvalSettings(k=4, gap_examples=4, certified=TINY)).metrics
     assert all(math.isfinite(v) for v in metrics.values())
     if variant(name).stochastic and not LIKELIHOODS[likelihood].normalized:
         assert "loss" in metrics and "nll" not in metrics  # the seed's BCE: no bound
     elif variant(name).stochastic:  # the ladder, within its paired SEs: IW <= -ELBO(q*) <= -ELBO(q)
         assert metrics["bound_gap"] >= -3 * metrics["bound_gap_se"] and "bits_per_dim" in metrics
         assert metrics["amortization_gap"] >= -3 * metrics["amortization_gap_se"]
+        # and below them the certified rung: quadrature (z_dim 2), AIS, BDMC on simulated data
+        assert metrics["iw_slack_exact"] >= -3 * metrics["iw_slack_exact_se"]
+        assert {"nll_ais", "bdmc_gap", "nll_certified"} <= set(metrics)
 
 
 @pytest.mark.parametrize("net", sorted(set(NETS) - {"mlp"}))

@@ -192,3 +192,35 @@ def test_bce_on_grey_levels_is_not_normalized():
         assert (
             integral.item() == pytest.approx(math.exp(normalizer.item()), rel=1e-6) and integral < 1
         )
+
+
+@pytest.mark.parametrize("name", [n for n, c in LIKELIHOODS.items() if c.normalized])
+def test_every_likelihoods_draws_have_its_mean_and_lie_where_it_has_mass(name):
+    """BDMC simulates data with `sample`: its draws must come from the likelihood itself."""
+    likelihood = build_likelihood(name, 0.1, 4)
+    per_pixel = torch.tensor([-1.5, 0.0, 2.0])  # logits, means or (for two outputs) means
+    if likelihood.outputs_per_pixel == 2:  # at inner levels, log-scales small: rounding is even
+        out = torch.cat([torch.tensor([1 / 3, 2 / 3, 1 / 3]), torch.tensor([-3.0, -2.5, -3.5])])
+    else:
+        out = per_pixel
+    torch.manual_seed(0)
+    draws = likelihood.sample(out.expand(40_000, -1))
+    expected = likelihood.mean(out)
+    se = draws.std(0) / math.sqrt(len(draws))
+    assert ((draws.mean(0) - expected).abs() <= 4 * se + 1e-6).all()
+    assert torch.isfinite(likelihood.neg_log_prob64(out.expand(len(draws), -1), draws)).all()
+    if likelihood.takes != "dequantized":  # a probability of each value: draws on its support
+        levels = 1 if likelihood.takes == "binary" else 3
+        assert torch.equal(draws * levels, (draws * levels).round())
+
+
+def test_discretized_logistic_draws_each_level_with_its_probability():
+    likelihood = DiscretizedLogistic(4)
+    out = torch.tensor([0.4, math.log(0.3)])  # wide: every level drawn
+    levels = torch.arange(4.0).unsqueeze(-1) / 3
+    probability = (-likelihood.neg_log_prob64(out.expand(4, -1), levels)).exp()
+    torch.manual_seed(0)
+    draws = likelihood.sample(out.expand(100_000, -1)).squeeze(-1)
+    frequency = torch.stack([(draws == level).double().mean() for level in levels.squeeze(-1)])
+    se = (probability * (1 - probability) / len(draws)).sqrt()
+    assert ((frequency - probability).abs() <= 4 * se).all() and probability.min() > 0.05

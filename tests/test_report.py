@@ -250,3 +250,46 @@ def test_a_whole_split_q_star_elbo_outside_its_rungs_is_not_shown():
     ordered, unordered = ladder_table(rows, study, paired)[2:]
     assert "| 105.00 |" in ordered and "n/a‡" not in ordered
     assert "| n/a‡ |" in unordered and "80.00" not in unordered
+
+
+def test_a_certified_rung_re_splits_the_ladder_and_shows_the_iw_slack(tmp_path):
+    """AIS 2 nats below the IW bound: the excess loses them, the approximation gap gains them,
+    the table names the rung and the figure has the slack as a segment of its own."""
+    from types import SimpleNamespace
+
+    from bench.report.figures import ladder as ladder_figure
+    from bench.report.ladder import ladder_table, ladder_text
+
+    rows = pd.DataFrame(
+        {
+            "variant": ["vae", "iwae"],
+            "data_entropy": [90.0, 90.0],
+            "nll": [100.0, 101.0],
+            "neg_elbo": [110.0, 108.0],
+            "excess": [10.0, 11.0],
+            "approximation_gap": [3.0, 2.0],
+            "amortization_gap": [7.0, 5.0],
+            "nll_certified": [98.0, 101.0],
+            "nll_rung": ["ais", "iw"],
+            "iw_slack": [2.0, -0.5],
+            "iw_slack_se": [0.1, 0.2],
+            "excess_certified": [8.0, 11.0],
+            "approximation_gap_certified": [4.5, float("nan")],
+            "gap_iw_slack": [1.5, float("nan")],
+            "ais_examples": [40, 40],
+        }
+    )
+    paired = pd.DataFrame({"delta": [0.0, 1.0], "delta_se": [0.0, 0.1], "indistinguishable": False})
+    study = SimpleNamespace(swept=lambda: ["model"])
+    certified, uncertified = ladder_table(rows, study, paired)[2:]
+    assert "| 98.00 (ais) | 100.00 |" in certified and "| 2.00 ± 0.10 | 8.00 | 4.50 | 7.00 |" in (
+        certified
+    )
+    assert "| 101.00 (iw) |" in uncertified and "| 11.00 | 2.00 | 5.00 |" in uncertified
+    text = ladder_text(rows, study, 0, paired)
+    assert "sits 19.50 nats above" in text and "certified by AIS on the first 40 test" in text
+    assert "the IW bound is 2.00 ± 0.1 nats above it there" in text
+    looser = ladder_text(rows, study, 1, paired)
+    assert "AIS is 0.50 ± 0.2 nats looser than the IW bound" in looser
+    path = ladder_figure(rows, ["vae", "iwae"], tmp_path / "ladder.png")
+    assert png_size(path) == figures.PIXELS

@@ -193,7 +193,8 @@ def ladder(rows: pd.DataFrame, labels: list[str], path: Path) -> Path:
     if "excess" not in parts and "IW bound's slack" in parts:
         base = "the certified −ln p"
     ax.set(xlabel=f"nats per example above {base}", title="where the nats go: the bound ladder")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncols=len(parts), frameon=False)
+    columns = len(parts) if len(parts) <= 3 else 2  # four names do not fit on one line
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncols=columns, frameon=False)
     fig.set_layout_engine("constrained")
     return _save(fig, path)
 

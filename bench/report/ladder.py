@@ -65,10 +65,10 @@ def _value(row: pd.Series, metric: str) -> str:
     if metric == "slack":
         row = row.copy()
         row["slack"], row["slack_se"] = slack(row)
-    if pd.isna(row[metric]):
+    value, se = row.get(metric), row.get(f"{metric}_se")
+    if pd.isna(value):
         return "n/a"
-    se = row.get(f"{metric}_se")
-    return f"{row[metric]:.2f}" + (f" ± {se:#.2g}" if pd.notna(se) else "")
+    return f"{value:.2f}" + (f" ± {se:#.2g}" if pd.notna(se) else "")
 
 
 def _delta(comparison: pd.Series) -> str:
