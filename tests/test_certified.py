@@ -4,6 +4,7 @@ ladder uses, their cost under the IW bound's, and runs copied to a folder re-sco
 import json
 import math
 import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -12,6 +13,7 @@ from mlflow.tracking import MlflowClient
 from bench.evaluation.certified import auto_ais_examples, auto_exact_examples
 from bench.evaluation.estimators.ais import AISSettings
 from bench.evaluation.estimators.quadrature import QuadratureSettings
+from bench.perf.ais import main as perf_main
 from bench.run import main as run_main
 from bench.score import main as score_main
 
@@ -82,17 +84,22 @@ def test_auto_turns_ais_off_where_one_example_costs_more_than_the_iw_bound(track
     assert run.data.params["eval.ais.examples"] == "0" and "test/nll_ais" not in run.data.metrics
 
 
-def test_a_run_copied_to_a_folder_is_rescored_with_ais_into_its_scores(
-    tracking_uri, tmp_path, capsys
-):
+def copied_run(tracking_uri: str, tmp_path: Path) -> tuple[str, dict[str, float], Path]:
+    """A finished run's config and weights copied to a folder, as bench.reproduce copies them."""
     assert run_main(["trainer.epochs=1", "eval.k=50", f"tracking_uri={tracking_uri}"]) == 0
     client = MlflowClient(tracking_uri)
     (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
-    run_id, m = run.info.run_id, run.data.metrics
     folder = tmp_path / "copied"
     folder.mkdir()
     for name in ("config.yaml", "model.safetensors"):
-        shutil.copy(client.download_artifacts(run_id, name, str(tmp_path)), folder / name)
+        shutil.copy(client.download_artifacts(run.info.run_id, name, str(tmp_path)), folder / name)
+    return run.info.run_id, run.data.metrics, folder
+
+
+def test_a_run_copied_to_a_folder_is_rescored_with_ais_into_its_scores(
+    tracking_uri, tmp_path, capsys
+):
+    run_id, m, folder = copied_run(tracking_uri, tmp_path)
     settings = ["eval.k=50", "eval.ais.examples=10", "eval.ais.steps=50", "eval.exact_examples=0"]
     assert score_main([f"folder={folder}", *settings]) == 0
     scores = json.loads((folder / "scores.json").read_text())["test_k50"]
@@ -108,3 +115,20 @@ def test_a_run_copied_to_a_folder_is_rescored_with_ais_into_its_scores(
         assert score_main(args) == 2
         err = capsys.readouterr().err
         assert err.startswith("error: ") and message in err and err.count("\n") == 1
+
+
+def test_the_ais_benchmark_sets_each_start_and_schedule_beside_the_iw_bound(tracking_uri, tmp_path):
+    _, _, folder = copied_run(tracking_uri, tmp_path)
+    out = tmp_path / "AIS.md"
+    args = ["--examples", "4", "--k", "20", "--steps", "3", "30", "--bdmc", "4", "--chains", "2"]
+    assert perf_main([str(folder), *args, "--out", str(out)]) == 0
+    rows = [line for line in out.read_text().splitlines() if line.startswith("| copied |")]
+    assert [row.split(" | ")[1:3] for row in rows] == [
+        ["prior", "3"],
+        ["prior", "30"],
+        ["encoder", "3"],
+        ["encoder", "30"],
+    ]
+    iw = {row.split(" | ")[3] for row in rows}
+    assert len(iw) == 1  # one IW bound, on the same examples, for every row
+    assert all("nan" not in row for row in rows)

@@ -98,7 +98,7 @@ def _add_bdmc(result, model, data, like: torch.Tensor, settings: CertifiedSettin
     simulated from the model the two sandwich ln p(x), and their gap bounds the AIS error
     there. A cvae's on its conditional p(x|y), the labels drawn from the training frequencies."""
     started = time.perf_counter()
-    z, x, y = _simulate(model, data, like, settings.bdmc_examples)
+    z, x, y = simulate(model, data, like, settings.bdmc_examples)
     size = max(1, rows // settings.ais.chains)
     lower = _batched(lambda a, b, c: ais(model, a, b, settings.ais), x, y, None, size)
     upper = _batched(lambda a, b, c: ais(model, a, b, settings.ais, c), x, y, z, size)
@@ -112,7 +112,7 @@ def _add_bdmc(result, model, data, like: torch.Tensor, settings: CertifiedSettin
 
 
 @torch.no_grad()
-def _simulate(model: LatentModel, data: Dataset, like: torch.Tensor, n: int):
+def simulate(model: LatentModel, data: Dataset, like: torch.Tensor, n: int):
     """n draws (z, x, y) from the model, x with the device and dtype of `like`."""
     z = torch.randn(n, model.z_dim, device=like.device)
     y = None
