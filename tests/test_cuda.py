@@ -129,3 +129,19 @@ def test_an_iw_chunk_too_large_for_the_gpu_is_one_error_line(tmp_path):
     assert done.returncode != 0
     (line,) = done.stderr.strip().splitlines()[-1:]
     assert line.startswith("error:") and "memory" in line and done.stderr.count("error:") == 1
+
+
+def test_ais_on_the_gpu_agrees_with_the_cpu_and_does_not_sync_a_step():
+    from bench.evaluation.estimators.ais import AISSettings, ais
+
+    model, data, _, _ = fit("trainer.epochs=2", "model.z_dim=4")
+    x = data.test_x[:64]
+    settings = AISSettings(steps=200, chains=8)
+    torch.manual_seed(0)
+    found = []
+    copies = device_to_host_copies(lambda: found.append(ais(model, x, None, settings)))
+    assert copies < settings.steps / 2, f"{copies} device-to-host copies in {settings.steps} steps"
+    cpu = ais(copy.deepcopy(model).cpu(), x.cpu(), None, settings)
+    gap = (found[0].log_px.cpu() - cpu.log_px).mean()
+    se = (found[0].chain_se.cpu().pow(2) + cpu.chain_se.pow(2)).mean().sqrt() / 8
+    assert abs(float(gap)) < 4 * float(se) + 0.05

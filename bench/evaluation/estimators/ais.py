@@ -135,7 +135,8 @@ class _Chain:
         shape = z.shape[:2]
         self.step = torch.full(shape, settings.step_size, dtype=z.dtype, device=z.device)
         self.running = torch.full(shape, settings.target_acceptance, device=z.device)
-        self.accepted, self.transitions = 0.0, 0
+        self.accepted = torch.zeros((), device=z.device)  # on the device: no sync a step
+        self.transitions = 0
 
     def transition(self, b: torch.Tensor) -> None:
         eps = self.step.unsqueeze(-1)
@@ -166,11 +167,11 @@ class _Chain:
         self.running = 0.9 * self.running + 0.1 * accept.float()
         factor = torch.where(self.running > s.target_acceptance, 1.02, 0.98)
         self.step = (self.step * factor).clamp(1e-4, 0.5)
-        self.accepted += float(accept.float().mean())
+        self.accepted += accept.float().mean()
         self.transitions += 1
 
     def acceptance(self) -> float:
-        return self.accepted / self.transitions if self.transitions else math.nan
+        return float(self.accepted) / self.transitions if self.transitions else math.nan
 
 
 def _log_mean_exp(log_w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
