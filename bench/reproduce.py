@@ -9,6 +9,7 @@ re-score them with python -m bench.score.
 """
 
 import argparse
+import json
 import re
 from importlib.resources import files
 from pathlib import Path
@@ -20,6 +21,7 @@ from bench.cli import run_parsed
 from bench.config import group_options
 from bench.report.references import references
 from bench.report.runs import download_artifacts
+from bench.score import SCORES
 from bench.stored_run import CONFIG
 from bench.tracking import mlflow_runs
 from bench.tracking.logged_model import download_model, has_logged_model
@@ -83,11 +85,16 @@ def published(recipe: str, data: str, variant: str, k_train: int) -> dict | None
     return None
 
 
+def _reference(recipe: str, run: pd.Series) -> dict | None:
+    k_train = int(run.get("params.model.k_train") or 1)
+    return published(recipe, run["params.data.name"], run["params.model.name"], k_train)
+
+
 def run_row(recipe: str, run: pd.Series) -> str:
     data, variant = run["params.data.name"], run["params.model.name"]
     k_train = int(run.get("params.model.k_train") or 1)
     k, nll, se = scored_nll(run)
-    ref = published(recipe, data, variant, k_train)
+    ref = _reference(recipe, run)
     theirs, delta = "none recorded", ""
     if ref is not None:
         theirs = f"{ref['nll']:.2f}" + (f" ± {ref['std']:.2f}" if "std" in ref else "")
@@ -114,9 +121,11 @@ def recipe_section(recipe: str, weights: Path) -> list[str]:
     if runs.empty:
         return lines + (unfinished or _not_run(recipe, text))
     lines += [HEADER, "|---" * 10 + "|"]
+    kept = []
     for _, run in runs.iterrows():
         lines.append(run_row(recipe, run))
-        _keep(recipe, run, weights)
+        kept.append((_keep(recipe, run, weights), _reference(recipe, run)))
+    lines += certified_lines(kept)
     command = (
         f"Command: `python -m bench.run recipe={recipe} [data=...] trainer.seed=N`; configs and "
         f"weights in `{weights.name}/`: `model.safetensors` (tensors only) for the variant "
@@ -137,7 +146,33 @@ def _not_run(recipe: str, text: str) -> list[str]:
     ]
 
 
-def _keep(recipe: str, run: pd.Series, weights: Path) -> None:
+def certified_lines(kept: list[tuple[Path, dict | None]]) -> list[str]:
+    """For each copied run (its folder, its published reference) that `python -m bench.score
+    folder=...` gave AIS (its scores.json): how far AIS finds the IW bound above -ln p on the
+    same examples, and ours - published on the certified rung. The published numbers are IW
+    bounds themselves."""
+    lines = []
+    for folder, ref in kept:
+        scores = json.loads(p.read_text()) if (p := folder / SCORES).is_file() else {}
+        for prefix, score in scores.items():
+            m = score["metrics"]
+            if "nll_ais" not in m:
+                continue
+            ours = m["nll"] - max(m["iw_slack"], 0.0)
+            gap = f"{ours - ref['nll']:+.2f}" if ref is not None else "n/a"
+            lines.append(
+                f"- `{folder.name}` (`{prefix}`: {score['settings']}): AIS on the first "
+                f"{int(m['ais_examples'])} test examples is {m['iw_slack']:.2f} ± "
+                f"{m['iw_slack_se']:.2f} nats below the IW bound at k = {prefix.split('_k')[1]} "
+                f"(BDMC gap on {int(m.get('bdmc_examples', 0))} simulated: "
+                f"{m.get('bdmc_gap', float('nan')):.2f}); certified −ln p {ours:.2f}, ours − "
+                f"published {gap} against a published IW bound whose own slack is not known."
+            )
+    intro = "Certified rung (`python -m bench.score folder=FOLDER eval.ais.…`, in `scores.json`):"
+    return ["", intro, "", *lines] if lines else []
+
+
+def _keep(recipe: str, run: pd.Series, weights: Path) -> Path:
     """The run's config and model copied to `weights/<recipe>-<data>-<variant>-seed<N>/`."""
     name = f"{recipe}-{run['params.data.name']}-{run['params.model.name']}"
     folder = weights / f"{name}-seed{run['params.trainer.seed']}"
@@ -147,6 +182,7 @@ def _keep(recipe: str, run: pd.Series, weights: Path) -> None:
     client = mlflow.MlflowClient(mlflow.get_tracking_uri())
     if has_logged_model(client, run["run_id"]):
         download_model(client, run["run_id"], folder)
+    return folder
 
 
 INTRO = (

@@ -49,3 +49,21 @@ def test_a_recipe_run_stopped_midway_is_listed_with_how_far_it_got(tracking_uri,
         f"- mnist iwae seed 1, run `{run_id}` (KILLED): epoch 3 of at most 3280, best "
         "validation −ELBO 97.50 at epoch 2"
     ) in section
+
+
+def test_a_copied_run_scored_with_ais_gets_its_certified_line(tmp_path):
+    import json
+
+    from bench.reproduce import certified_lines
+
+    folder = tmp_path / "vampprior2018-fashion-mnist-vae-seed0"
+    folder.mkdir()
+    metrics = {"nll": 228.24, "nll_ais": 214.9, "iw_slack": 0.31, "iw_slack_se": 0.05}
+    metrics |= {"ais_examples": 100, "bdmc_examples": 50, "bdmc_gap": 0.4}
+    scores = {"test_k5000": {"settings": "eval.k=5000 eval.ais.examples=100", "metrics": metrics}}
+    (folder / "scores.json").write_text(json.dumps(scores))
+    (line,) = [x for x in certified_lines([(folder, {"nll": 228.70})]) if x.startswith("- ")]
+    assert "(`test_k5000`: eval.k=5000 eval.ais.examples=100)" in line
+    assert "first 100 test examples is 0.31 ± 0.05 nats below the IW bound at k = 5000" in line
+    assert "certified −ln p 227.93, ours − published -0.77" in line
+    assert certified_lines([(tmp_path, None)]) == []  # no scores.json: no line
