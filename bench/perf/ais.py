@@ -23,8 +23,8 @@ from bench.evaluation.estimators.ais import STARTS, AISSettings, ais
 from bench.evaluation.estimators.iw import iw_terms
 from bench.evaluation.estimators.stats import paired_difference
 from bench.job import build_model, load_data
-from bench.perf.gaps import markdown_table
 from bench.perf.machine import machine, timed
+from bench.perf.markdown import markdown_table, write_markdown
 from bench.stored_run import folder_run
 from bench.tracking.weights import load_weights
 
@@ -92,9 +92,7 @@ def run_benchmark(args: argparse.Namespace) -> None:
         *markdown_table(rows),
         "",
     ]
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text("\n".join(text))
-    print(f"wrote {args.out}")
+    write_markdown(args.out, text)
 
 
 def main(argv: list[str] | None = None) -> int:

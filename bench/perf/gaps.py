@@ -11,7 +11,6 @@ decomposition and IW seconds are set beside it. Results go to benchmarks/GAPS.md
 import argparse
 import dataclasses
 import time
-from pathlib import Path
 
 import pandas as pd
 import torch
@@ -21,6 +20,7 @@ from bench.config import load_config
 from bench.evaluation.estimators.iw import iw_terms
 from bench.evaluation.estimators.optimal_q import Search, optimal_q
 from bench.perf.machine import machine
+from bench.perf.markdown import markdown_table, write_markdown
 from bench.report.runs import load_study_runs
 from bench.stored_run import reload
 from bench.tracking import mlflow_runs
@@ -78,19 +78,7 @@ def run_benchmark(args: argparse.Namespace) -> None:
         *markdown_table(rows),
         "",
     ]
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text("\n".join(text))
-    print(f"wrote {args.out}")
-
-
-def markdown_table(rows: pd.DataFrame) -> list[str]:
-    def cell(v: object) -> str:
-        return f"{v:.3f}" if isinstance(v, float) else str(v)
-
-    lines = ["| " + " | ".join(rows.columns) + " |", "|" + "---|" * len(rows.columns)]
-    return lines + [
-        "| " + " | ".join(cell(v) for v in row) + " |" for row in rows.itertuples(False)
-    ]
+    write_markdown(args.out, text)
 
 
 def main(argv: list[str] | None = None) -> int:
