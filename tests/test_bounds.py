@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch.distributions import MultivariateNormal
 
-from bench.evaluation.estimators.ais import AISSettings, ais
+from bench.evaluation.estimators.ais import STARTS, AISSettings, ais
 from bench.evaluation.estimators.gaps import auto_examples, decompose
 from bench.evaluation.estimators.iw import iw_terms, log_weights, prefix_sizes
 from bench.evaluation.estimators.optimal_q import Search
@@ -208,8 +208,8 @@ def test_ais_from_the_prior_finds_ln_px_and_a_longer_schedule_is_not_looser(setu
     model, x, log_px, _, _ = setup
     x, log_px = x[:100], log_px[:100]
     torch.manual_seed(0)
-    long = ais(model, x, None, AISSettings(steps=1000, chains=8))
-    short = ais(model, x, None, AISSettings(steps=20, chains=8))
+    long = ais(model, x, None, AISSettings(steps=1000, chains=8, start="prior"))
+    short = ais(model, x, None, AISSettings(steps=20, chains=8, start="prior"))
     error, se = paired_difference(log_px, long.log_px)
     assert abs(error) < 0.05 and abs(error) < 4 * se + 0.01
     assert 0.3 < long.acceptance < 0.95  # the step sizes were adapted toward 0.65
@@ -233,7 +233,7 @@ def test_bdmc_sandwiches_the_exact_ln_px(setup):
     x = z @ w.T + b + math.sqrt(S2) * torch.randn(200, D, generator=g, dtype=torch.float64)
     truth = MultivariateNormal(b, w @ w.T + S2 * torch.eye(D, dtype=torch.float64)).log_prob(x)
     torch.manual_seed(0)
-    settings = AISSettings(steps=30, chains=4)
+    settings = AISSettings(steps=30, chains=4, start="prior")
     lower = ais(model, x, None, settings)
     upper = ais(model, x, None, settings, reverse_from=z)
     below, below_se = paired_difference(truth, lower.log_px)
@@ -291,12 +291,13 @@ def trained_2d():
     return model.eval(), x[-100:]
 
 
-def test_on_a_nonlinear_model_quadrature_le_ais_le_iw(trained_2d):
+@pytest.mark.parametrize("start", STARTS)
+def test_on_a_nonlinear_model_quadrature_le_ais_le_iw(trained_2d, start):
     """-ln p: exact <= AIS <= IW (each within its SE), and the ELBO above all."""
     model, x = trained_2d
     torch.manual_seed(0)
     exact = -exact_log_px(model, x, None).log_px
-    found = -ais(model, x, None, AISSettings(steps=300, chains=8)).log_px
+    found = -ais(model, x, None, AISSettings(steps=300, chains=8, start=start)).log_px
     terms = iw_terms(model, x, None, k=100)
     iw, neg_elbo = -terms["log_px"], terms["recon"] + terms["kl"]
     for tighter, looser in ((exact, found), (found, iw), (iw, neg_elbo)):
