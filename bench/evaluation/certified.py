@@ -114,7 +114,7 @@ def _add_bdmc(result, model, data, like: torch.Tensor, settings: CertifiedSettin
 @torch.no_grad()
 def simulate(model: LatentModel, data: Dataset, like: torch.Tensor, n: int):
     """n draws (z, x, y) from the model, x with the device and dtype of `like`."""
-    z = torch.randn(n, model.z_dim, device=like.device)
+    z = torch.randn(n, model.z_dim, dtype=like.dtype, device=like.device)
     y = None
     if model.conditional:
         y = torch.multinomial(label_log_prior(data).exp().float(), n, replacement=True)
