@@ -154,7 +154,7 @@ def certified_lines(kept: list[tuple[Path, dict | None]]) -> list[str]:
     lines = []
     for folder, ref in kept:
         scores = json.loads(p.read_text()) if (p := folder / SCORES).is_file() else {}
-        for prefix, score in scores.items():
+        for prefix, score in ((p, e) for p, entries in scores.items() for e in entries):
             m = score["metrics"]
             if "nll_ais" not in m:
                 continue

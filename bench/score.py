@@ -9,8 +9,8 @@ left as they were. A study trained with a small k has its best run re-scored at 
 `eval.ais.examples=50 eval.ais.steps=8000` adds annealed importance sampling with its own budget.
 
 folder=PATH scores a run copied to a folder (config.yaml and model.safetensors or model.pt, as
-bench.reproduce leaves them in benchmarks/reproduce/) and writes the numbers to PATH/scores.json,
-under the same prefix.
+bench.reproduce leaves them in benchmarks/reproduce/) and writes the numbers to PATH/scores.json:
+under the same prefix, one entry per settings.
 """
 
 import json
@@ -72,12 +72,14 @@ def score_folder(folder: Path, overrides: list[str]) -> tuple[str, dict[str, flo
     prefix = _prefix(cfg)
     path = Path(folder) / SCORES
     scores = json.loads(path.read_text()) if path.is_file() else {}
-    scores[prefix] = {
+    entry = {
         "settings": _settings(overrides),
         "metrics": evaluation.metrics,
         "nll_at_k": {str(k): v for k, v in evaluation.nll_at_k.items()},
         "tags": evaluation.tags,
     }
+    others = [e for e in scores.get(prefix, []) if e["settings"] != entry["settings"]]
+    scores[prefix] = [*others, entry]  # one entry per settings: a rerun replaces its own
     path.write_text(json.dumps(scores, indent=2) + "\n")
     return prefix, evaluation.metrics
 

@@ -102,10 +102,15 @@ def test_a_run_copied_to_a_folder_is_rescored_with_ais_into_its_scores(
     run_id, m, folder = copied_run(tracking_uri, tmp_path)
     settings = ["eval.k=50", "eval.ais.examples=10", "eval.ais.steps=50", "eval.exact_examples=0"]
     assert score_main([f"folder={folder}", *settings]) == 0
-    scores = json.loads((folder / "scores.json").read_text())["test_k50"]
+    (scores,) = json.loads((folder / "scores.json").read_text())["test_k50"]
     assert scores["metrics"]["nll"] == pytest.approx(m["test/nll"])  # same split, seed, weights
     assert scores["metrics"]["ais_examples"] == 10 and math.isfinite(scores["metrics"]["nll_ais"])
     assert scores["settings"] == " ".join(settings) and "test_k50/" in capsys.readouterr().out
+    longer = [s.replace("steps=50", "steps=60") for s in settings]
+    assert score_main([f"folder={folder}", *longer]) == 0  # other settings: kept beside
+    assert score_main([f"folder={folder}", *longer]) == 0  # the same again: replaces its own
+    entries = json.loads((folder / "scores.json").read_text())["test_k50"]
+    assert [e["settings"] for e in entries] == [" ".join(settings), " ".join(longer)]
     (folder / "model.safetensors").unlink()
     for args, message in (
         ([f"folder={folder}"], "has no model.safetensors"),

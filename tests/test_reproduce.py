@@ -60,7 +60,7 @@ def test_a_copied_run_scored_with_ais_gets_its_certified_line(tmp_path):
     folder.mkdir()
     metrics = {"nll": 228.24, "nll_ais": 214.9, "iw_slack": 0.31, "iw_slack_se": 0.05}
     metrics |= {"ais_examples": 100, "bdmc_examples": 50, "bdmc_gap": 0.4}
-    scores = {"test_k5000": {"settings": "eval.k=5000 eval.ais.examples=100", "metrics": metrics}}
+    scores = {"test_k5000": [{"settings": "eval.k=5000 eval.ais.examples=100", "metrics": metrics}]}
     (folder / "scores.json").write_text(json.dumps(scores))
     lines = certified_lines([(folder, {"nll": 228.70, "k": 5000})])
     (line,) = [x for x in lines if x.startswith("- ")]
