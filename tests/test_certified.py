@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from bench.evaluation.certified import auto_ais_examples, auto_exact_examples
+from bench.evaluation.certified import MIN_ROWS, auto_ais_examples, auto_exact_examples
 from bench.evaluation.estimators.ais import AISSettings
 from bench.evaluation.estimators.quadrature import QuadratureSettings
 from bench.perf.ais import main as perf_main
@@ -31,12 +31,21 @@ CERTIFIED = [
 ]
 
 
-@pytest.mark.parametrize("n_test,k,labels", [(10000, 1000, 1), (2000, 1000, 1), (360, 1000, 10)])
-def test_auto_ais_and_bdmc_never_cost_more_decoder_passes_than_the_iw_bound(n_test, k, labels):
+@pytest.mark.parametrize(
+    "n_test,k,labels,expected",
+    [(10000, 1000, 1, 55), (10000, 1000, 10, 138), (2000, 1000, 1, 0), (360, 10**6, 1, 360)],
+)
+def test_auto_ais_and_bdmc_never_cost_more_decoder_passes_than_the_iw_bound(
+    n_test, k, labels, expected
+):
+    """Passes of AIS on n examples and forward and reverse BDMC on n simulated, each pass on at
+    least MIN_ROWS rows, against the IW bound's n_test x k (x labels)."""
     settings = AISSettings()
     n = auto_ais_examples(n_test, k, settings, labels)
-    cost = lambda m: m * settings.passes_per_example() * (labels + 2)  # noqa: E731
-    assert 0 <= n <= min(n_test, 1000) and cost(n) <= n_test * k * labels
+    passes = settings.passes_per_chain()
+    cost = lambda m: passes * max(m * settings.chains, MIN_ROWS) * (labels + 2)  # noqa: E731
+    assert n == expected
+    assert n == 0 or cost(n) <= n_test * k * labels
     assert n == min(n_test, 1000) or cost(n + 1) > n_test * k * labels  # the most that fit
 
 

@@ -27,6 +27,10 @@ from bench.evaluation.result import Evaluation
 from models.base import LatentModel
 
 AUTO_CAP = 1000  # the most examples auto picks
+# A batched gradient pass on fewer rows (chains x examples) takes about as long as one on this
+# many on a CPU: AIS's thousands of sequential passes on a few rows are latency, not arithmetic
+# (an MLP 64-400-64: 0.31 ms on 8 rows, 0.66 ms on 128; Intel Xeon, 2 cores; benchmarks/AIS.md)
+MIN_ROWS = 128
 
 
 @dataclass(frozen=True)
@@ -41,10 +45,14 @@ class CertifiedSettings:
 def auto_ais_examples(n_test: int, k: int, ais_settings: AISSettings, n_labels: int = 1) -> int:
     """The most test examples (at most AUTO_CAP) whose AIS, and BDMC on as many simulated ones
     (a forward and a reverse chain each), cost no more decoder passes than the IW bound of the
-    test split (a backward pass counted as two forward ones); a cvae's AIS and IW bound run once
-    per label. 0 when not even one fits."""
-    per_example = ais_settings.passes_per_example() * (n_labels + 2)
-    return min(AUTO_CAP, n_test, n_test * k * n_labels // per_example)
+    test split (a backward pass counted as two forward ones, a pass on fewer than MIN_ROWS rows
+    as one on MIN_ROWS); a cvae's AIS and IW bound run once per label. 0 when the chains' floor
+    of MIN_ROWS rows does not fit: on small data (digits, the mixture at k = 1000) AIS is off
+    unless asked for."""
+    rows = n_test * k * n_labels // (ais_settings.passes_per_chain() * (n_labels + 2))
+    if rows < MIN_ROWS:
+        return 0
+    return min(AUTO_CAP, n_test, rows // ais_settings.chains)
 
 
 def auto_exact_examples(n_test: int, k: int, z_dim: int) -> int:

@@ -30,10 +30,10 @@ class AISSettings:
     step_size: float = 0.05  # every chain's first leapfrog step size
     target_acceptance: float = 0.65
 
-    def passes_per_example(self) -> int:
+    def passes_per_chain(self) -> int:
         """Decoder passes, a backward one counted as two forward ones: one gradient per leapfrog
         step, the energies coming with them."""
-        return 3 * self.leapfrog * self.steps * self.chains
+        return 3 * self.leapfrog * self.steps
 
 
 @dataclass
