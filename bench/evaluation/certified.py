@@ -29,8 +29,8 @@ from models.base import LatentModel
 AUTO_CAP = 1000  # the most examples auto picks
 # A batched gradient pass on fewer rows (chains x examples) takes about as long as one on this
 # many on a CPU: AIS's thousands of sequential passes on a few rows are latency, not arithmetic
-# (Intel Xeon Sapphire Rapids, 2 cores: a gradient pass of a 64-400-64 MLP took 0.31 ms on 8 rows,
-# 0.66 on 128, 4.3 on 2048; of the 784-300-300-40 gated one 0.70, 2.4 and 33)
+# (Intel Xeon, KVM, family 6 model 167, 2 cores: a gradient pass of a 64-400-64 MLP took
+# 0.31 ms on 8 rows, 0.66 on 128, 4.3 on 2048; of the 784-300-300-40 gated one 0.70, 2.4, 33)
 MIN_ROWS = 128
 
 
