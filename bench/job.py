@@ -17,12 +17,11 @@ from bench.data.load import load
 from bench.data.synthetic.load import save as save_density
 from bench.errors import BenchError
 from bench.evaluation import images
-from bench.evaluation.certified import auto_ais_examples, auto_exact_examples
-from bench.evaluation.estimators.ais import AISSettings
+from bench.evaluation.certified import auto_ais_examples, auto_exact_examples, chain_settings
 from bench.evaluation.estimators.gaps import auto_examples
 from bench.evaluation.estimators.iw import rows_per_chunk
 from bench.evaluation.estimators.optimal_q import Search
-from bench.evaluation.evaluator import AIS_SUBSETS, EvalSettings, compile_pays, evaluate
+from bench.evaluation.evaluator import EvalSettings, compile_pays, evaluate
 from bench.evaluation.per_example import PER_EXAMPLE, per_example_table
 from bench.evaluation.result import Evaluation
 from bench.networks import net_factory
@@ -199,8 +198,7 @@ def _resolve_certified(cfg: DictConfig, data: Dataset) -> None:
     labels = data.n_classes if variant(cfg.model.name).conditional else 1
     ais = cfg.eval.ais
     if ais.examples == "auto":
-        chains = AISSettings(**{key: ais[key] for key in ais if key not in AIS_SUBSETS})
-        ais.examples = auto_ais_examples(n_test, k, chains, labels)
+        ais.examples = auto_ais_examples(n_test, k, chain_settings(ais), labels)
     if ais.bdmc_examples == "auto":
         ais.bdmc_examples = ais.examples
     if cfg.eval.exact_examples == "auto":

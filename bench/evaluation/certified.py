@@ -9,8 +9,9 @@ approximation gap (understating it): the certified rung moves it from one to the
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -41,6 +42,14 @@ class CertifiedSettings:
     bdmc_examples: int = 0  # examples simulated from the model for BDMC; 0: none
     exact_examples: int = 0  # the first N test examples by quadrature (z_dim <= 2); 0: none
     quadrature: QuadratureSettings = QuadratureSettings()
+
+
+SUBSETS = ("examples", "bdmc_examples")  # eval.ais keys that are not the chains' settings
+
+
+def chain_settings(ais_cfg: Mapping[str, Any]) -> AISSettings:
+    """The chains' settings from an `eval.ais` config node."""
+    return AISSettings(**{key: ais_cfg[key] for key in ais_cfg if key not in SUBSETS})
 
 
 def auto_ais_examples(n_test: int, k: int, ais_settings: AISSettings, n_labels: int = 1) -> int:

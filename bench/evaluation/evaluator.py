@@ -1,6 +1,7 @@
 """Test-split evaluation in nats per example, each mean with its standard error: recon, KL,
 -ELBO, the importance-weighted nll (and at k = 1, 10, 100, ...), where the data's density is known
-its entropy and the run's excess over it, and the gap decomposition on a fixed subset."""
+its entropy and the run's excess over it, the gap decomposition on a fixed subset, and the
+certified rung below the IW bound (bench.evaluation.certified)."""
 
 import math
 import time
@@ -10,8 +11,12 @@ from typing import Any
 import torch
 
 from bench.data.dataset import Dataset
-from bench.evaluation.certified import CertifiedSettings, add_certified, label_log_prior
-from bench.evaluation.estimators.ais import AISSettings
+from bench.evaluation.certified import (
+    CertifiedSettings,
+    add_certified,
+    chain_settings,
+    label_log_prior,
+)
 from bench.evaluation.estimators.gaps import decompose
 from bench.evaluation.estimators.iw import iw_terms, prefix_sizes
 from bench.evaluation.estimators.optimal_q import Search
@@ -45,7 +50,7 @@ class EvalSettings:
             precision=str(cfg.precision),
             compile=bool(cfg.compile),
             certified=CertifiedSettings(
-                ais=AISSettings(**{k: v for k, v in cfg.ais.items() if k not in AIS_SUBSETS}),
+                ais=chain_settings(cfg.ais),
                 ais_examples=int(cfg.ais.examples),
                 bdmc_examples=int(cfg.ais.bdmc_examples),
                 exact_examples=int(cfg.exact_examples),
@@ -59,7 +64,6 @@ class EvalSettings:
 # ~0.3 s from Inductor's disk cache after that: from 1e9 elements (k x examples x pixels) on it
 # pays; digits at k=1000 (2.3e7) stays eager.
 AUTO_COMPILE_MIN_ELEMENTS = 10**9
-AIS_SUBSETS = ("examples", "bdmc_examples")  # eval.ais keys that are not the chains' settings
 
 
 def compile_pays(elements: int) -> bool:
