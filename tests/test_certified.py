@@ -84,6 +84,10 @@ def test_a_run_logs_its_certified_rung_on_its_subsets(certified_run, tracking_ur
     for column, n in (("nll_ais", 30), ("nll_exact", 30)):
         assert per_example[column][:n].notna().all() and per_example[column][n:].isna().all()
     assert per_example["nll_exact"][:30].mean() == pytest.approx(m["test/nll_exact"])
+    chain_se = per_example["nll_ais_chain_se"][:30]  # each example's Monte Carlo error
+    assert (chain_se > 0).all() and (chain_se**2).sum() ** 0.5 / 30 == pytest.approx(
+        m["test/nll_ais_chain_se"]
+    )
 
 
 def test_auto_turns_ais_off_where_one_example_costs_more_than_the_iw_bound(tracking_uri):

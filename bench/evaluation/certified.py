@@ -24,7 +24,7 @@ from bench.evaluation.estimators.quadrature import (
     exact_log_px,
 )
 from bench.evaluation.estimators.stats import paired_difference
-from bench.evaluation.result import Evaluation
+from bench.evaluation.result import Evaluation, padded
 from models.base import LatentModel
 
 AUTO_CAP = 1000  # the most examples auto picks
@@ -102,6 +102,7 @@ def _add_ais(result, model, data, x, y, settings: AISSettings, rows: int) -> Non
     found = _over_labels(model, data, x, y, lambda xb, yb: ais(model, xb, yb, settings), size)
     n_test = len(result.per_example["nll"])
     result.add_subset("nll_ais", -found.log_px, n_test)
+    result.per_example["nll_ais_chain_se"] = padded(found.chain_se, n_test)  # each example's
     result.metrics["nll_ais_chain_se"] = float(found.chain_se.pow(2).sum().sqrt()) / len(x)
     result.add_paired("iw_slack", "nll", "nll_ais", slice(0, len(x)))
     result.metrics |= {
