@@ -26,7 +26,7 @@ class AISSettings:
     steps: int = 500  # intermediate distributions (HMC transitions)
     chains: int = 4  # per example
     leapfrog: int = 10  # leapfrog steps per HMC transition
-    start: str = "encoder"  # encoder | prior: at a short schedule the encoder's q is the tighter
+    start: str = "encoder"  # encoder | prior: the encoder's at short schedules, the prior's at long
     step_size: float = 0.05  # every chain's first leapfrog step size
     target_acceptance: float = 0.65
 
