@@ -26,10 +26,9 @@ from bench.config import validate
 from bench.errors import BenchError
 from bench.evaluation.evaluator import EvalSettings, evaluate
 from bench.evaluation.result import Evaluation
-from bench.job import build_model, load_data, resolved
-from bench.stored_run import folder_run, stored_config, stored_model
+from bench.job import load_data, resolved
+from bench.stored_run import folder_run, stored_config, stored_model, weighted
 from bench.tracking import mlflow_runs
-from bench.tracking.weights import load_weights
 from bench.training.loop import pick_device
 
 # resolved again for the new settings
@@ -49,7 +48,7 @@ def score(
 ) -> tuple[str, dict[str, float]]:
     """Evaluates the run with `overrides` (eval.* only); returns the key prefix and metrics."""
     uri = client.tracking_uri
-    cfg, data, device = _setup(stored_config(run_id, uri), overrides)
+    cfg, data = _setup(stored_config(run_id, uri), overrides)
     evaluation = _evaluate(stored_model(run_id, cfg, data, uri), data, cfg)
     prefix = _prefix(cfg)
     metrics = {f"{prefix}/{name}": value for name, value in evaluation.metrics.items()}
@@ -65,12 +64,10 @@ def score(
 def score_folder(folder: Path, overrides: list[str]) -> tuple[str, dict[str, float]]:
     """Evaluates the run copied to `folder`; its numbers go to folder/scores.json."""
     stored, weights = folder_run(folder)
-    cfg, data, device = _setup(stored, overrides)
-    model = build_model(cfg, data, int(cfg.trainer.seed)).to(device)
-    load_weights(model, str(weights), device)
-    evaluation = _evaluate(model.eval(), data, cfg)
+    cfg, data = _setup(stored, overrides)
+    evaluation = _evaluate(weighted(cfg, data, weights), data, cfg)
     prefix = _prefix(cfg)
-    path = Path(folder) / SCORES
+    path = folder / SCORES
     scores = json.loads(path.read_text()) if path.is_file() else {}
     entry = {
         "settings": _settings(overrides),
@@ -88,7 +85,7 @@ def _setup(stored: DictConfig, overrides: list[str]):
     cfg = rescoring_config(stored, overrides)
     device = pick_device(cfg.trainer.device)
     data = load_data(cfg, device)
-    return resolved(cfg, device, data), data, device
+    return resolved(cfg, device, data), data
 
 
 def _evaluate(model, data, cfg: DictConfig) -> Evaluation:

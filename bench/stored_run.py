@@ -47,7 +47,6 @@ def stored_model(
     """The variant built from `cfg`, with the run's weights: its `model.safetensors` (or, for
     runs made before the MLflow model, its `model.pt` state dict). Never the pickled MLflow
     model: unpickling runs whatever code the tracking store holds."""
-    device = data.test_x.device
     stored = {a.path for a in MlflowClient(tracking_uri).list_artifacts(run_id)}
     found = [name for name in (WEIGHTS, LEGACY_WEIGHTS) if name in stored]
     if not found:
@@ -56,8 +55,15 @@ def stored_model(
             "and loading that runs code from the tracking store. If you trust the store: "
             f"mlflow.pytorch.load_model('runs:/{run_id}/model')"
         )
+    return read_artifact(run_id, found[0], tracking_uri, lambda path: weighted(cfg, data, path))
+
+
+def weighted(cfg: DictConfig, data: Dataset, path: str | Path) -> LatentModel:
+    """The variant built from `cfg` on the data's device, in eval mode, with the weights at
+    `path` (safetensors, or a legacy state dict read as tensors only)."""
+    device = data.test_x.device
     model = build_model(cfg, data, int(cfg.trainer.seed)).to(device)
-    read_artifact(run_id, found[0], tracking_uri, lambda path: load_weights(model, path, device))
+    load_weights(model, str(path), device)
     return model.eval()
 
 

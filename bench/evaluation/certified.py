@@ -170,20 +170,19 @@ def _add_rung(result: Evaluation, conditional: bool) -> None:
     (its slack positive), else the IW bound itself; the metrics re-split on it. A cvae's gaps
     are of p(x|y) and its rungs of p(x): its approximation gap stays as measured."""
     m = result.metrics
-    if "nll_exact" in m:
-        rung, slack, slack_se, n = "exact", m["iw_slack_exact"], m["iw_slack_exact_se"], "exact"
-    else:
-        rung, slack, slack_se, n = "ais", m["iw_slack"], m["iw_slack_se"], "ais"
-    if rung == "ais" and slack <= 0:
-        rung, slack_se = "iw", 0.0
+    source = "exact" if "nll_exact" in m else "ais"
+    key = "iw_slack_exact" if source == "exact" else "iw_slack"
+    slack, slack_se = m[key], m[f"{key}_se"]
+    rung = "iw" if source == "ais" and slack <= 0 else source
+    if rung == "iw":
+        slack_se = 0.0
     slack = max(slack, 0.0)  # below 0 the quadrature's: noise in the IW bound of few examples
     result.tags["nll_rung"] = rung
-    subset = slice(0, int(m[f"{n}_examples"]))
     _shift(m, "nll_certified", "nll", -slack, slack_se)
     if "excess" in m:
         _shift(m, "excess_certified", "excess", -slack, slack_se)
     if "approximation_gap" in m and rung != "iw" and not conditional:
-        _add_gap_slack(result, f"nll_{rung}", subset)
+        _add_gap_slack(result, f"nll_{rung}", slice(0, int(m[f"{rung}_examples"])))
 
 
 def _add_gap_slack(result: Evaluation, rung: str, subset: slice) -> None:

@@ -22,19 +22,16 @@ from bench.evaluation.certified import simulate
 from bench.evaluation.estimators.ais import STARTS, AISSettings, ais
 from bench.evaluation.estimators.iw import iw_terms
 from bench.evaluation.estimators.stats import paired_difference
-from bench.job import build_model, load_data
+from bench.job import load_data
 from bench.perf.machine import machine, timed
 from bench.perf.markdown import markdown_table, write_markdown
-from bench.stored_run import folder_run
-from bench.tracking.weights import load_weights
+from bench.stored_run import folder_run, weighted
 
 
 def measure(folder: Path, args: argparse.Namespace) -> list[dict[str, object]]:
     cfg, weights = folder_run(folder)
     data = load_data(cfg)
-    model = build_model(cfg, data, 0)
-    load_weights(model, str(weights), "cpu")
-    model.eval()
+    model = weighted(cfg, data, weights)
     x = data.split_x("test")[0][: args.examples]
     torch.manual_seed(0)
     iw, iw_s = timed(lambda: -iw_terms(model, x, None, args.k)["log_px"])

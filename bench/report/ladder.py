@@ -34,11 +34,12 @@ def certified(row: pd.Series) -> pd.Series:
 
 
 def ladder_table(rows: pd.DataFrame, study: StudyRuns, paired: pd.DataFrame) -> list[str]:
-    lines = ["| " + " | ".join([*HEADER, "Δnll vs best"]) + " |", "|" + "---|" * len(HEADER)]
-    lines[1] += "---|"
+    header = [*HEADER, "Δnll vs best"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for i, row in rows.dropna(subset=["nll"]).iterrows():
         row = certified(row)
         row["neg_elbo_optimal"] = row["neg_elbo"] - row["amortization_gap"]  # † the whole split
+        row["slack"], row["slack_se"] = slack(row)
         cells = [label(row, study)] + [_value(row, m) for m in (*RUNGS, "slack", *PARTS)]
         cells[1 + RUNGS.index("nll_certified")] = _rung(row)
         if not row["nll"] <= row["neg_elbo_optimal"] <= row["neg_elbo"]:
@@ -62,9 +63,6 @@ def slack(row: pd.Series) -> tuple[float, float]:
 
 
 def _value(row: pd.Series, metric: str) -> str:
-    if metric == "slack":
-        row = row.copy()
-        row["slack"], row["slack_se"] = slack(row)
     value, se = row.get(metric), row.get(f"{metric}_se")
     if pd.isna(value):
         return "n/a"
