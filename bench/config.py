@@ -79,10 +79,7 @@ def validate(cfg: DictConfig) -> None:
     _at_least("model.n_hidden", model.n_hidden, 0, int)
     _one_of("model.activation", model.activation, ACTIVATION_NAMES)
     _positive("model.output_variance", model.output_variance)
-    if "beta" in model:
-        _positive("model.beta", model.beta)
-    if "k_train" in model:
-        _at_least("model.k_train", model.k_train, 1, int)
+    _validate_variant_keys(model)
     _one_of("model.likelihood", model.likelihood, tuple(LIKELIHOODS))
     if variant(model.name).conditional and not labelled(cfg.data.name):
         raise BenchError(
@@ -120,6 +117,36 @@ def validate(cfg: DictConfig) -> None:
     _one_of("eval.compile", cfg.eval.compile, ("auto", True, False))
     if cfg.get("study") is not None:
         _validate_study(cfg.study, cfg.net.name)
+
+
+# A variant's own model.* keys (models/*.py): integers and their least value; numbers > 0 and >= 0
+VARIANT_INTEGERS = {
+    "k_train": 1,
+    "components": 1,
+    "flow_length": 0,
+    "flow_width": 1,
+    "context_dim": 1,
+    "z2_dim": 1,
+    "h2_dim": 1,
+    "n_hidden2": 0,
+    "svi_steps": 0,
+}
+VARIANT_POSITIVE = ("beta", "svi_clip")
+VARIANT_NON_NEGATIVE = ("svi_lr", "pseudo_std")
+
+
+def _validate_variant_keys(model: DictConfig) -> None:
+    for key, low in VARIANT_INTEGERS.items():
+        if key in model:
+            _at_least(f"model.{key}", model[key], low, int)
+    for key in VARIANT_POSITIVE:
+        if key in model:
+            _positive(f"model.{key}", model[key])
+    for key in VARIANT_NON_NEGATIVE:
+        if key in model:
+            _at_least(f"model.{key}", model[key], 0)
+    if "activation2" in model:
+        _one_of("model.activation2", model.activation2, ACTIVATION_NAMES)
 
 
 def _validate_certified(eval_cfg: DictConfig) -> None:

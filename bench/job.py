@@ -202,7 +202,9 @@ def _resolve_certified(cfg: DictConfig, data: Dataset) -> None:
     if ais.bdmc_examples == "auto":
         ais.bdmc_examples = ais.examples
     if cfg.eval.exact_examples == "auto":
-        cfg.eval.exact_examples = auto_exact_examples(n_test, k, int(cfg.model.z_dim))
+        options = OmegaConf.to_container(cfg.model, resolve=True)
+        latent = variant(options.pop("name")).latent_size(**options)
+        cfg.eval.exact_examples = auto_exact_examples(n_test, k, latent)
 
 
 def _log_evaluation(client: MlflowClient, run_id: str, evaluation: Evaluation) -> None:

@@ -8,7 +8,15 @@ from models.base import LatentModel, LossParts, kl_normal
 from models.likelihood import LIKELIHOODS, Bernoulli, Gaussian, build_likelihood
 from models.registry import register, variant, variant_names
 
-TOOLKIT = {"base", "kernels", "likelihood", "nets", "registry"}  # shared parts, not variants
+TOOLKIT = {
+    "base",
+    "flows",
+    "kernels",
+    "likelihood",
+    "nets",
+    "posterior",
+    "registry",
+}  # shared parts, not variants
 
 for _module in pkgutil.iter_modules(__path__):
     if _module.name not in TOOLKIT:

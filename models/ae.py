@@ -1,5 +1,3 @@
-import torch
-
 from models.base import LatentModel
 from models.registry import register
 
@@ -9,6 +7,3 @@ class AE(LatentModel):
     """Deterministic encoder, reconstruction only: no ELBO, no likelihood bound."""
 
     stochastic = False
-
-    def regularizer(self, mu, logvar, kl):
-        return torch.zeros_like(mu[..., 0])

@@ -13,5 +13,5 @@ class BetaVAE(LatentModel):
             raise ValueError(f"model.beta must be > 0, got {beta}")
         self.beta = float(beta)
 
-    def regularizer(self, mu, logvar, kl):
+    def regularizer(self, q, kl):
         return self.beta * kl

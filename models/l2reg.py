@@ -13,5 +13,5 @@ class L2Reg(LatentModel):
         super().__init__(*args, **kwargs)
         self.l2_mu, self.l2_logvar = l2_mu, l2_logvar
 
-    def regularizer(self, mu, logvar, kl):
-        return self.l2_mu * mu.pow(2).sum(-1) + self.l2_logvar * logvar.pow(2).sum(-1)
+    def regularizer(self, q, kl):
+        return self.l2_mu * q.mu.pow(2).sum(-1) + self.l2_logvar * q.logvar.pow(2).sum(-1)

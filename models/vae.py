@@ -5,6 +5,3 @@ from models.registry import register
 @register("vae")
 class VAE(LatentModel):
     """Kingma & Welling: reconstruction + analytic KL to N(0, I)."""
-
-    def regularizer(self, mu, logvar, kl):
-        return kl

@@ -72,7 +72,7 @@ def test_true_posterior_gives_exactly_ln_px(setup):
     model, x, log_px, _, _ = setup
     torch.manual_seed(0)
     with torch.no_grad():
-        weights, _ = log_weights(model, x, None, model.encode(x), k=7)
+        weights, _ = log_weights(model, x, None, model.posterior(model.encode(x)), k=7)
     torch.testing.assert_close(weights, log_px.expand(7, N), rtol=0, atol=1e-9)
     torch.testing.assert_close(iw_terms(model, x, None, k=1)["log_px"], log_px, rtol=0, atol=1e-9)
 
@@ -137,7 +137,9 @@ def test_with_the_true_posterior_both_gaps_vanish(setup):
     model, x, log_px, _, _ = setup
     gaps = gaps_of(model, x[:100]).metrics
     assert abs(gaps["amortization_gap"]) < 0.02 and abs(gaps["approximation_gap"]) < 0.02
-    assert gaps["gap_subset_nll"] == pytest.approx(float(-log_px[:100].mean()), abs=1e-6)
+    # the tighter of two IW bounds: the encoder's is exact here, q*'s (a step or two off it on a
+    # few examples) is a noisy estimate that the choice of the larger may pick by ~1e-5
+    assert gaps["gap_subset_nll"] == pytest.approx(float(-log_px[:100].mean()), abs=1e-4)
 
 
 def test_q_star_recovers_the_true_posterior_from_a_perturbed_encoder(setup):

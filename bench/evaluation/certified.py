@@ -89,7 +89,7 @@ def add_certified(
         _add_ais(result, model, data, x[:n_ais], y[:n_ais], settings.ais, rows_per_chunk)
     if settings.bdmc_examples > 0:
         _add_bdmc(result, model, data, x, settings, rows_per_chunk)
-    n_exact = min(settings.exact_examples, len(x)) if model.z_dim <= MAX_Z_DIM else 0
+    n_exact = min(settings.exact_examples, len(x)) if model.latent_dim <= MAX_Z_DIM else 0
     if n_exact > 0:
         _add_exact(result, model, data, x[:n_exact], settings.quadrature, rows_per_chunk)
     if n_ais > 0 or n_exact > 0:
@@ -133,7 +133,7 @@ def _add_bdmc(result, model, data, like: torch.Tensor, settings: CertifiedSettin
 @torch.no_grad()
 def simulate(model: LatentModel, data: Dataset, like: torch.Tensor, n: int):
     """n draws (z, x, y) from the model, x with the device and dtype of `like`."""
-    z = torch.randn(n, model.z_dim, dtype=like.dtype, device=like.device)
+    z = model.sample_prior(n, like)
     y = None
     if model.conditional:
         y = torch.multinomial(label_log_prior(data).exp().float(), n, replacement=True)

@@ -42,9 +42,9 @@ def grid(images: torch.Tensor, nrow: int) -> torch.Tensor:
 
 @torch.no_grad()
 def sample_grid(model: LatentModel, data: Dataset, path: Path, n: int = 64) -> Path:
-    device = next(model.parameters()).device
-    z = torch.randn(n, model.z_dim, device=device)
-    y = torch.arange(n, device=device) % data.n_classes if model.conditional else None
+    like = next(model.parameters())
+    z = model.sample_prior(n, like)
+    y = torch.arange(n, device=like.device) % data.n_classes if model.conditional else None
     return _save(model.likelihood.mean(model.decode(z, y)), data, path, nrow=8)
 
 
@@ -63,7 +63,7 @@ def reconstruction_grid(model: LatentModel, data: Dataset, path: Path, n: int = 
 @torch.no_grad()
 def class_grid(model: LatentModel, data: Dataset, path: Path, per_class: int = 8) -> Path:
     """Row c: samples of p(x|z, y=c), the same z in every row."""
-    device = next(model.parameters()).device
-    z = torch.randn(per_class, model.z_dim, device=device).repeat(data.n_classes, 1)
-    y = torch.arange(data.n_classes, device=device).repeat_interleave(per_class)
+    like = next(model.parameters())
+    z = model.sample_prior(per_class, like).repeat(data.n_classes, 1)
+    y = torch.arange(data.n_classes, device=like.device).repeat_interleave(per_class)
     return _save(model.likelihood.mean(model.decode(z, y)), data, path, nrow=per_class)

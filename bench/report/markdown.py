@@ -17,6 +17,7 @@ from bench.report import figures
 from bench.report.ladder import PARTS, ladder_table, ladder_text
 from bench.report.paired import INDISTINGUISHABLE_SE, paired_vs_best
 from bench.report.references import anchors, differences, matching
+from bench.report.rungs import rung_lines
 from bench.report.runs import StudyRuns, download_artifacts, epoch_series, load_study_runs
 from bench.report.table import (
     ALIASES,
@@ -151,6 +152,27 @@ def ladder_section(rows: pd.DataFrame, study: StudyRuns, paired: pd.DataFrame) -
         ladder_text(rows, study, best, paired),
         "",
         *ladder_table(rows, study, paired),
+        "",
+        *rung_section(rows, study),
+    ]
+
+
+def rung_section(rows: pd.DataFrame, study: StudyRuns) -> list[str]:
+    lines = rung_lines(rows, study)
+    if not lines:
+        return []
+    return [
+        "### Which rung each variant moved",
+        "",
+        "Each variant minus the vae, per rung, paired on the same test examples (the excess on "
+        "the whole split from the IW bound, the two gaps on the gap subset; seeds averaged per "
+        "example first). A variant moved a rung where the difference exceeds "
+        f"{INDISTINGUISHABLE_SE:g} SE; negative is closer to the bound. Each gap's q* is the best "
+        "member of the variant's own posterior family per example (iaf: its flow with free "
+        "outputs; hvae: q(z2|z1) fixed, q(z1|x) free), so an iaf's approximation gap is what its "
+        "flow cannot reach.",
+        "",
+        *lines,
         "",
     ]
 

@@ -15,14 +15,16 @@ from bench.report.table import kind
 INDISTINGUISHABLE_SE = 2.0  # |Δ| within this many standard errors of the best: indistinguishable
 
 
-def per_example(run_id: str, metric: str = "nll") -> pd.Series | None:
-    """The run's per-example values of `metric`, or None (runs from before they were saved)."""
+def per_example_table(run_id: str) -> pd.DataFrame | None:
+    """The run's per-example test values, or None (runs from before they were saved)."""
     with tempfile.TemporaryDirectory() as tmp:
         found = download_artifacts(run_id, {PER_EXAMPLE: PER_EXAMPLE}, Path(tmp))
-        if not found:
-            return None
-        table = pd.read_csv(found[0], index_col="example")
-    return table[metric] if metric in table else None
+        return pd.read_csv(found[0], index_col="example") if found else None
+
+
+def per_example(run_id: str, metric: str = "nll") -> pd.Series | None:
+    table = per_example_table(run_id)
+    return table[metric] if table is not None and metric in table else None
 
 
 def paired_vs_best(

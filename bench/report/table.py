@@ -43,6 +43,7 @@ METRICS = {
     "ais_examples": "metrics.test/ais_examples",
     "exact_examples": "metrics.test/exact_examples",
     "train_seconds": "metrics.train_seconds",
+    "iw_seconds": "metrics.test/iw_seconds",
     "samples_per_s": "metrics.train_samples_per_s",
 }
 HEADERS = {

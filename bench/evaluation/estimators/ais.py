@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from bench.signals import raise_if_interrupted
-from models.base import LOG_2PI, LatentModel, log_normal_std
+from models.base import LatentModel
 
 STARTS = ("prior", "encoder")
 
@@ -50,32 +50,29 @@ def sigmoid_schedule(steps: int, sharpness: float = 4.0) -> torch.Tensor:
 
 
 class _Target:
-    """ln gamma_b(z) = ln f0(z) + b ln l(z) for z (C, B, Z); prior start: f0 = N(0, I), l the
-    likelihood; encoder start: f0 = q(z|x), l = p(z) p(x|z) / q(z|x)."""
+    """ln gamma_b(z) = ln f0(z) + b ln l(z) for z (C, B, Z); prior start: f0 = p(z), l the
+    likelihood; encoder start: f0 = q(z|x) (where q is not a diagonal Gaussian, the diagonal
+    Gaussian of its moments: AIS is exact from any normalized start), l = p(z) p(x|z) / f0(z)."""
 
     def __init__(self, model: LatentModel, x: torch.Tensor, y, start: str):
         self.model, self.x, self.y = model, x, y
-        self.q = model.encode(x, y) if start == "encoder" else None
+        self.q = None
+        if start == "encoder":
+            self.q = model.posterior(model.variational_params(x, y), y).gaussian()
 
     def sample_start(self, chains: int) -> torch.Tensor:
         if self.q is None:
-            shape = (chains, len(self.x), self.model.z_dim)
-            return torch.randn(shape, dtype=self.x.dtype, device=self.x.device)
-        mu, logvar = self.q
-        return (
-            mu
-            + torch.randn(chains, *mu.shape, dtype=mu.dtype, device=mu.device)
-            * (0.5 * logvar).exp()
-        )
+            z = self.model.sample_prior(chains * len(self.x), self.x)
+            return z.reshape(chains, len(self.x), -1)
+        return self.q.rsample(chains)[0]
 
     def parts(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(ln f0(z), ln l(z)), each (C, B), float64."""
         log_px_z = -self.model.neg_log_prob_samples(z, self.y, self.x).double()
-        log_prior = log_normal_std(z).double()
+        log_prior = self.model.log_prior(z).double()
         if self.q is None:
             return log_prior, log_px_z
-        mu, logvar = self.q
-        log_q = -0.5 * (((z - mu) ** 2) / logvar.exp() + LOG_2PI + logvar).sum(-1).double()
+        log_q = self.q.log_prob(z).double()
         return log_q, log_prior + log_px_z - log_q
 
     def with_grad(self, z: torch.Tensor, b: torch.Tensor):

@@ -6,21 +6,19 @@ import torch
 
 from bench.errors import BenchError
 from bench.signals import raise_if_interrupted
-from models.base import LOG_2PI, LatentModel, kl_normal, log_normal_std
+from models.base import LatentModel
+from models.posterior import Posterior
 
-Gaussian = tuple[torch.Tensor, torch.Tensor]  # (mu, logvar)
+Params = tuple[torch.Tensor, ...]  # a posterior's per-example tensors (models.posterior)
 
 
 def log_weights(
-    model: LatentModel, x: torch.Tensor, y: torch.Tensor | None, q: Gaussian, k: int
+    model: LatentModel, x: torch.Tensor, y: torch.Tensor | None, q: Posterior, k: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """ln p(x|z_i) + ln p(z_i) - ln q(z_i|x) and ln p(x|z_i) for z_i ~ q = (mu, logvar), (k, B)."""
-    mu, logvar = q
-    eps = torch.randn(k, *mu.shape, device=mu.device, dtype=mu.dtype)
-    z = mu + eps * (0.5 * logvar).exp()
+    """ln p(x|z_i) + ln p(z_i) - ln q(z_i|x) and ln p(x|z_i) for z_i ~ q, (k, B)."""
+    z, log_q = q.rsample(k)
     log_px_z = -model.neg_log_prob_samples(z, y, x)
-    log_qz = -0.5 * (eps.pow(2) + LOG_2PI + logvar).sum(-1)
-    return log_px_z + log_normal_std(z) - log_qz, log_px_z
+    return log_px_z + model.log_prior(z) - log_q, log_px_z
 
 
 def prefix_sizes(k: int) -> list[int]:
@@ -35,12 +33,13 @@ def iw_terms(
     y: torch.Tensor | None,
     k: int,
     rows_per_chunk: int = 2048,
-    proposal: Gaussian | None = None,
+    proposal: Params | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Per-example float64 `log_px` (the IW-k bound), `recon` (mean over the k samples), `kl`,
+    """Per-example float64 `log_px` (the IW-k bound), `recon` (mean over the k samples), `kl`
+    (closed form where there is one, else the mean of ln q - ln p(z) over the same k samples),
     and `log_px_at_k` (len(prefix_sizes(k)), N): the bound from the first 1, 10, ... of the same
     samples (nested prefixes: no extra decoder passes). The proposal is the encoder's q unless
-    given as (mu, logvar) for every example of x."""
+    its parameters (models.posterior) are given for every example of x."""
     samples = min(k, rows_per_chunk)
     batch = max(1, rows_per_chunk // samples)
     sizes = prefix_sizes(k)
@@ -48,13 +47,14 @@ def iw_terms(
     for start in range(0, len(x), batch):
         rows = slice(start, start + batch)
         yb = None if y is None else y[rows]
-        q = (
-            model.encode(x[rows], yb)
+        params = (
+            model.variational_params(x[rows], yb)
             if proposal is None
-            else (proposal[0][rows], proposal[1][rows])
+            else tuple(t[rows] for t in proposal)
         )
-        running = torch.full((len(q[0]),), -math.inf, dtype=torch.float64, device=x.device)
-        at_k, recon_sum = [], 0.0
+        q = model.posterior(params, yb)
+        running = torch.full((len(params[0]),), -math.inf, dtype=torch.float64, device=x.device)
+        at_k, recon_sum, kl_sum = [], 0.0, 0.0
         for done in range(0, k, samples):
             raise_if_interrupted()
             n = min(samples, k - done)
@@ -67,9 +67,11 @@ def iw_terms(
             ]
             running = torch.logaddexp(running, torch.logsumexp(lw, 0))
             recon_sum = recon_sum - log_px_z.double().sum(0)
+            kl_sum = kl_sum + (log_px_z.double() - lw).sum(0)  # ln q - ln p(z)
+        exact_kl = model.analytic_kl(q)
         out["log_px_at_k"].append(torch.stack(at_k))
         out["recon"].append(recon_sum / k)
-        out["kl"].append(kl_normal(*q).double())
+        out["kl"].append(kl_sum / k if exact_kl is None else exact_kl.double())
     terms = {"log_px_at_k": torch.cat(out["log_px_at_k"], 1)}
     terms |= {name: torch.cat(out[name]) for name in ("recon", "kl")}
     terms["log_px"] = terms["log_px_at_k"][-1]

@@ -1,13 +1,15 @@
-"""Each example's best diagonal Gaussian q*(z|x): its own (mu, log sigma^2) optimized against the
-ELBO with the model frozen, all examples at once (Cremer, Li & Duvenaud 2018)."""
+"""Each example's best member q*(z|x) of the model's posterior family: its own parameters (what
+the encoder outputs: a diagonal Gaussian's (mu, log sigma^2), the iaf's also its flow's context)
+optimized against the ELBO with the model frozen, all examples at once (Cremer, Li & Duvenaud
+2018)."""
 
 from dataclasses import dataclass
 
 import torch
 
-from bench.evaluation.estimators.iw import Gaussian
+from bench.evaluation.estimators.iw import Params
 from bench.signals import raise_if_interrupted
-from models.base import LatentModel, kl_normal
+from models.base import LatentModel
 
 
 @dataclass(frozen=True)
@@ -28,7 +30,7 @@ class Search:
 
 @dataclass
 class OptimalQ:
-    q: Gaussian
+    q: Params
     steps: int
     last_gain: float  # nats per example gained by the last cycle
 
@@ -48,41 +50,51 @@ def optimal_q(
 def _cycles(
     model: LatentModel, x: torch.Tensor, y: torch.Tensor | None, search: Search
 ) -> OptimalQ:
+    """Each example keeps the parameters of its best check (the start's included): Adam's noisy
+    steps from a start already near the optimum (a savae's refined q) must not make q* worse."""
     with torch.no_grad():
-        mu, logvar = (t.detach().clone().requires_grad_() for t in model.encode(x, y))
-    check_noise = torch.randn(search.check_samples, *mu.shape, dtype=mu.dtype, device=mu.device)
-    measured = _fixed_noise_neg_elbo(model, x, y, (mu, logvar), check_noise)
+        start = model.variational_params(x, y)
+    params = tuple(t.detach().clone().requires_grad_() for t in start)
+    shape, like = model.posterior(params, y).noise_shape, params[0]
+    check_noise = torch.randn(search.check_samples, *shape, dtype=like.dtype, device=like.device)
+    best = _fixed_noise_neg_elbo(model, x, y, params, check_noise)
+    kept = tuple(t.detach().clone() for t in params)
     for cycle in range(1, search.max_cycles + 1):
-        optimizer = torch.optim.Adam([mu, logvar], lr=search.lr / 2 ** (cycle - 1))
+        optimizer = torch.optim.Adam(params, lr=search.lr / 2 ** (cycle - 1))
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, search.cycle_steps)
         for _ in range(search.cycle_steps):
             raise_if_interrupted()
-            eps = torch.randn(search.samples, *mu.shape, dtype=mu.dtype, device=mu.device)
-            loss = neg_elbo(model, x, y, (mu, logvar), eps)
+            eps = torch.randn(search.samples, *shape, dtype=like.dtype, device=like.device)
+            loss = neg_elbo(model, x, y, params, eps)
             optimizer.zero_grad(set_to_none=True)
             loss.sum().backward()
             optimizer.step()
             schedule.step()
-        now = _fixed_noise_neg_elbo(model, x, y, (mu, logvar), check_noise)
-        gain, measured = measured - now, now
+        now = _fixed_noise_neg_elbo(model, x, y, params, check_noise)
+        better = now < best
+        gain = float((best - torch.where(better, now, best)).mean())
+        best = torch.where(better, now, best)
+        kept = tuple(
+            torch.where(better[:, None], t.detach(), k) for t, k in zip(params, kept, strict=True)
+        )
         if gain < search.tol:
             break
-    return OptimalQ((mu.detach(), logvar.detach()), cycle * search.cycle_steps, gain)
+    return OptimalQ(kept, cycle * search.cycle_steps, gain)
 
 
 @torch.no_grad()
 def _fixed_noise_neg_elbo(
-    model: LatentModel, x: torch.Tensor, y: torch.Tensor | None, q: Gaussian, eps: torch.Tensor
-) -> float:
-    return float(neg_elbo(model, x, y, q, eps).double().mean())
+    model: LatentModel, x: torch.Tensor, y: torch.Tensor | None, params: Params, eps: torch.Tensor
+) -> torch.Tensor:
+    """Each example's -ELBO under the same noise every time, float64."""
+    return neg_elbo(model, x, y, params, eps).double()
 
 
 def neg_elbo(
-    model: LatentModel, x: torch.Tensor, y: torch.Tensor | None, q: Gaussian, eps: torch.Tensor
+    model: LatentModel, x: torch.Tensor, y: torch.Tensor | None, params: Params, eps: torch.Tensor
 ) -> torch.Tensor:
-    """Per-example -ELBO: reconstruction averaged over the draws z = mu + eps * sigma (eps:
-    (samples, N, z)), analytic KL."""
-    mu, logvar = q
-    z = mu + eps * (0.5 * logvar).exp()
-    recon = model.neg_log_prob_samples(z, y, x).mean(0)
-    return recon + kl_normal(mu, logvar)
+    """Per-example -ELBO of the posterior built from `params`: reconstruction averaged over the
+    draws from the noise eps (samples, N, latent), the KL closed-form where it has one."""
+    q = model.posterior(params, y)
+    z, log_q = q.transform(eps)
+    return model.neg_log_prob_samples(z, y, x).mean(0) + model.kl(q, z, log_q)

@@ -1,4 +1,4 @@
-"""ln p(x) = ln ∫ p(x|z) N(z; 0, I) dz by quadrature, for z_dim <= 2: the ground truth the
+"""ln p(x) = ln ∫ p(x|z) p(z) dz by quadrature, for a latent of at most 2 dims: the ground truth the
 sampling estimators are judged by on such runs.
 
 A coarse grid on [-radius, radius]^d finds where each example's integrand has its mass (the cells
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from bench.signals import raise_if_interrupted
-from models.base import LatentModel, log_normal_std
+from models.base import LatentModel
 
 MAX_Z_DIM = 2
 EXAMPLES_AT_ONCE = 64  # each with its own box; the refinement is checked per such batch
@@ -51,8 +51,10 @@ def exact_log_px(
     settings: QuadratureSettings = QuadratureSettings(),
     rows_per_chunk: int = 2048,
 ) -> Quadrature:
-    if model.z_dim > MAX_Z_DIM:
-        raise ValueError(f"quadrature needs z_dim <= {MAX_Z_DIM}, got {model.z_dim}")
+    if model.latent_dim > MAX_Z_DIM:
+        raise ValueError(
+            f"quadrature needs a latent of <= {MAX_Z_DIM} dims, got {model.latent_dim}"
+        )
     model.eval()
     parts = [
         _one_batch(
@@ -87,7 +89,7 @@ def _one_batch(model, x, y, settings: QuadratureSettings, rows_per_chunk: int) -
 def _mass_box(model, x, y, settings: QuadratureSettings, rows_per_chunk: int):
     """Per example, the lower and upper corners (B, d) of the cells holding its mass."""
     g, r = settings.coarse_points, settings.radius
-    grid = _grid(torch.linspace(-r, r, g, dtype=x.dtype, device=x.device), model.z_dim)
+    grid = _grid(torch.linspace(-r, r, g, dtype=x.dtype, device=x.device), model.latent_dim)
     zero, one = torch.zeros_like(x[:, :1]), torch.ones_like(x[:, :1])
     values = torch.cat(list(_log_integrand(model, x, y, zero, one, grid, rows_per_chunk)))
     inside = (values > values.max(0).values - settings.window).unsqueeze(-1)  # (P, B, 1)
@@ -104,7 +106,7 @@ def _midpoint(model, x, y, lo, hi, n: int, rows_per_chunk: int) -> torch.Tensor:
     width = hi - lo  # (B, d)
     total = torch.full((len(x),), -math.inf, dtype=torch.float64, device=x.device)
     for values in _log_integrand(
-        model, x, y, lo, width, _grid(centres, model.z_dim), rows_per_chunk
+        model, x, y, lo, width, _grid(centres, model.latent_dim), rows_per_chunk
     ):
         total = torch.logaddexp(total, torch.logsumexp(values, 0))
     return total + (width / n).log().sum(-1).double()
@@ -122,4 +124,4 @@ def _log_integrand(model, x, y, lo, width, unit: torch.Tensor, rows_per_chunk: i
     for start in range(0, len(unit), per_chunk):
         raise_if_interrupted()
         z = lo + unit[start : start + per_chunk].unsqueeze(1) * width
-        yield -model.neg_log_prob_samples(z, y, x).double() + log_normal_std(z).double()
+        yield -model.neg_log_prob_samples(z, y, x).double() + model.log_prior(z).double()

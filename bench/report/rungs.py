@@ -1,0 +1,94 @@
+"""What each variant moved against the VAE: for each rung of the ladder (excess, approximation
+gap, amortization gap) the paired difference on the same test examples, and what it cost in
+training seconds per epoch and in the IW evaluation's seconds."""
+
+import numpy as np
+import pandas as pd
+import torch
+
+from bench.evaluation.estimators.stats import paired_difference
+from bench.report.paired import INDISTINGUISHABLE_SE, per_example_table
+from bench.report.runs import StudyRuns
+from bench.report.table import label
+
+BASELINE = "vae"
+COLUMNS = ("nll", "neg_elbo", "neg_elbo_optimal", "gap_subset_nll")
+RUNG_NAMES = {
+    "excess": "the excess",
+    "approximation_gap": "the approximation gap",
+    "amortization_gap": "the amortization gap",
+}
+
+
+def per_example_parts(run_ids: list[str]) -> pd.DataFrame | None:
+    """Each test example's excess (up to H(x), the same for every run: its nll), approximation
+    and amortization gap (NaN off the gap subset), averaged over the row's seeds."""
+    tables = [per_example_table(run_id) for run_id in run_ids]
+    if any(t is None or not set(COLUMNS) <= set(t.columns) for t in tables):
+        return None
+    mean = sum(t[list(COLUMNS)] for t in tables) / len(tables)
+    return pd.DataFrame(
+        {
+            "excess": mean["nll"],
+            "approximation_gap": mean["neg_elbo_optimal"] - mean["gap_subset_nll"],
+            "amortization_gap": mean["neg_elbo"] - mean["neg_elbo_optimal"],
+        }
+    )
+
+
+def moved(ours: pd.DataFrame, theirs: pd.DataFrame) -> dict[str, tuple[float, float]]:
+    """Per rung, (mean, SE) of ours minus theirs over the examples both have it for."""
+    out = {}
+    for part in RUNG_NAMES:
+        both = ours[part].notna() & theirs[part].notna()
+        if both.sum() > 1:
+            a, b = (
+                torch.from_numpy(f.loc[both, part].to_numpy(np.float64)) for f in (ours, theirs)
+            )
+            out[part] = paired_difference(a, b)
+    return out
+
+
+def rung_lines(rows: pd.DataFrame, study: StudyRuns) -> list[str]:
+    """One sentence per variant, where the study swept `model` and ran the VAE once (one row)."""
+    if "variant" not in rows or "model" not in study.swept():
+        return []
+    base = rows.index[rows["variant"] == BASELINE]
+    if len(base) != 1 or len(rows) < 2:
+        return []
+    reference = per_example_parts(rows.loc[base[0], "run_ids"])
+    if reference is None:
+        return []
+    lines = []
+    for _, row in rows.drop(index=base[0]).iterrows():
+        ours = per_example_parts(row["run_ids"])
+        if ours is not None and len(ours) == len(reference) and row["nll"] == row["nll"]:
+            lines.append(
+                sentence(label(row, study), moved(ours, reference), row, rows.loc[base[0]])
+            )
+    return lines
+
+
+def sentence(name: str, deltas: dict, row: pd.Series, base: pd.Series) -> str:
+    parts = ", ".join(f"{RUNG_NAMES[p]} {m:+.3f} ± {se:.3f}" for p, (m, se) in deltas.items())
+    real = {p: v for p, v in deltas.items() if abs(v[0]) > INDISTINGUISHABLE_SE * v[1]}
+    if real:
+        part = max(real, key=lambda p: abs(real[p][0]))
+        m, se = real[part]
+        verdict = f"it moved {RUNG_NAMES[part]} most, by {m:+.3f} ± {se:.3f} nats"
+    else:
+        verdict = f"it moved no rung beyond {INDISTINGUISHABLE_SE:g} SE"
+    paired = f"- **{name}** − vae, paired on the same test examples: {parts} nats"
+    return f"{paired}; {verdict}. {cost(row, base)}"
+
+
+def cost(row: pd.Series, base: pd.Series) -> str:
+    """Training seconds per epoch and the IW evaluation's seconds, as ratios to the VAE's."""
+    ratios = []
+    train = base.get("samples_per_s", np.nan) / row.get("samples_per_s", np.nan)  # one train set
+    if train == train:
+        ratios.append(f"training {train:.1f}× the vae's seconds per epoch")
+    evaluation = row.get("iw_seconds", np.nan) / base.get("iw_seconds", np.nan)
+    if evaluation == evaluation:
+        ratios.append(f"the IW bound's evaluation {evaluation:.1f}× its seconds")
+    return ("Cost: " + ", ".join(ratios) + ".") if ratios else ""
