@@ -26,6 +26,7 @@ from bench.stored_run import CONFIG
 from bench.tracking import mlflow_runs
 from bench.tracking.logged_model import download_model, has_logged_model
 from bench.tracking.weights import LEGACY_WEIGHTS, WEIGHTS
+from models import variant, variant_names
 
 
 def recipe_runs(recipe: str, finished: bool = True) -> pd.DataFrame:
@@ -77,10 +78,11 @@ def scored_nll(run: pd.Series) -> tuple[int, float, float]:
     return k, run[f"metrics.{prefix}/nll"], run[f"metrics.{prefix}/nll_se"]
 
 
-def published(recipe: str, data: str, variant: str, k_train: int) -> dict | None:
+def published(recipe: str, data: str, name: str, k_train: int) -> dict | None:
+    layers = variant(name).stochastic_layers if name in variant_names() else 1
     for ref in references():
-        same = ref.get("recipe") == recipe and ref["dataset"] == data and ref["variant"] == variant
-        if same and ref["stochastic_layers"] == 1 and ref["k_train"] == k_train:
+        same = ref.get("recipe") == recipe and ref["dataset"] == data and ref["variant"] == name
+        if same and ref["stochastic_layers"] == layers and ref["k_train"] == k_train:
             return ref
     return None
 

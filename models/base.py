@@ -52,6 +52,7 @@ def log_normal_std(z: torch.Tensor) -> torch.Tensor:
 class LatentModel(nn.Module):
     stochastic: ClassVar[bool] = True
     conditional: ClassVar[bool] = False
+    stochastic_layers: ClassVar[int] = 1  # what a published number's setup is matched on
 
     def __init__(
         self,

@@ -35,7 +35,10 @@ class HVAE(VAE):
     q(z1|x) the network's decoder and encoder with z_dim = z1's size. z = (z1, z2): every
     estimator sees one latent of z_dim + z2_dim. The KL is Monte Carlo.
 
-    The q* of the gap decomposition frees q(z1|x)'s (mu, logvar) per example, q(z2|z1) fixed."""
+    The q* of the gap decomposition frees q(z1|x)'s (mu, logvar) per example, q(z2|z1) fixed.
+    Burda's two-layer model: recipe=burda2016 model=hvae model.z_dim=100 model.z2_dim=50."""
+
+    stochastic_layers = 2
 
     def __init__(
         self,

@@ -37,6 +37,10 @@ class VampPrior(VAE):
         self.pseudo_clamp = bool(pseudo_clamp)
         self._cached: tuple[tuple, tuple[torch.Tensor, torch.Tensor]] | None = None
 
+    def __getstate__(self) -> dict:
+        """Pickled (the logged MLflow model) without the cached components."""
+        return {**self.__dict__, "_cached": None}
+
     def components(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(mu, logvar) of q(z|u_k), (K, z) each; kept while no weight changes and no gradient
         is wanted (evaluation: once, not once per chunk of the IW bound)."""

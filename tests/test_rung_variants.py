@@ -243,3 +243,27 @@ def test_savae_training_backpropagates_through_its_steps_to_the_encoder():
         model.loss_parts(x).objective.sum().backward()
         grads.append(model.encoder[0].weight.grad.clone())
     assert grads[1].abs().sum() > 0 and not torch.allclose(grads[0], grads[1])
+
+
+def test_the_vampprior_caches_its_components_only_while_no_weight_changes():
+    """Evaluation encodes the pseudo-inputs once; a weight update (or a load) is seen at once;
+    a pickled model (the logged MLflow model) carries no cache."""
+    import pickle
+
+    model = linear("vamp", components=3, pseudo_clamp=False).double().eval()
+    z = torch.randn(8, 2, dtype=torch.float64)
+    with torch.no_grad():
+        before = model.log_prior(z)
+        assert model._cached is not None
+        model.encoder[0].bias.add_(0.5)
+        after = model.log_prior(z)
+    assert not torch.allclose(before, after)
+    mu, logvar = model.encode(model.pseudo_inputs)
+    each = torch.stack(
+        [DiagonalGaussian(m, v).log_prob(z) for m, v in zip(mu, logvar, strict=True)]
+    )
+    torch.testing.assert_close(after, torch.logsumexp(each, 0).detach() - math.log(3))
+    copy = pickle.loads(pickle.dumps(model))
+    assert copy._cached is None
+    with torch.no_grad():
+        torch.testing.assert_close(copy.log_prior(z), after)

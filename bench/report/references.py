@@ -5,6 +5,8 @@ from typing import Any
 
 import yaml
 
+from models import variant, variant_names
+
 COMPARED = (
     "binarize", "likelihood", "stochastic_layers", "n_hidden", "h_dim", "z_dim", "activation",
     "k", "epochs",
@@ -16,7 +18,7 @@ def references() -> list[dict[str, Any]]:
 
 
 def matching(dataset: str, binarize: str, variants: set[str]) -> list[dict[str, Any]]:
-    """Entries for this data and these variants, with one stochastic layer as ours; a VAE's
+    """Entries for this data and these variants, with as many stochastic layers as ours; a VAE's
     only as trained with one sample (its multi-sample rows average k ELBOs)."""
     return [
         r
@@ -24,10 +26,14 @@ def matching(dataset: str, binarize: str, variants: set[str]) -> list[dict[str, 
         if r["dataset"] == dataset
         and r["binarize"] == binarize
         and r["variant"] in variants
-        and r["stochastic_layers"] == 1
+        and r["stochastic_layers"] == _layers(r["variant"])
         and "nll" in r
         and (r["variant"] != "vae" or r["k_train"] == 1)
     ]
+
+
+def _layers(name: str) -> int:
+    return variant(name).stochastic_layers if name in variant_names() else 1
 
 
 def anchors(dataset: str) -> list[dict[str, Any]]:

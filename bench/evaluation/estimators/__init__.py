@@ -1,2 +1,2 @@
-"""Estimators of the bound ladder: the importance-weighted bound, each example's best Gaussian
-posterior, means with standard errors."""
+"""Estimators of the bound ladder: the importance-weighted bound, each example's best posterior
+of the variant's family (q*), AIS and quadrature below them, means with standard errors."""

@@ -1,6 +1,7 @@
 """Where the ELBO's looseness goes (Cremer, Li & Duvenaud 2018), on a fixed subset of examples:
 -ELBO(q_phi) - nll = amortization gap [-ELBO(q_phi) - -ELBO(q*)] + approximation gap
-[-ELBO(q*) - nll], q* each example's best diagonal Gaussian. Exactly additive on the subset."""
+[-ELBO(q*) - nll], q* each example's best member of the variant's posterior family (a diagonal
+Gaussian for most: bench.evaluation.estimators.optimal_q). Exactly additive on the subset."""
 
 import time
 from dataclasses import dataclass
