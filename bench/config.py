@@ -130,6 +130,7 @@ VARIANT_INTEGERS = {
     "h2_dim": 1,
     "n_hidden2": 0,
     "svi_steps": 0,
+    "svi_samples": 1,
 }
 VARIANT_POSITIVE = ("beta", "svi_clip")
 VARIANT_NON_NEGATIVE = ("svi_lr", "pseudo_std")

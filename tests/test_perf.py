@@ -9,7 +9,7 @@ from bench.perf.loop import main, trials_block
 from bench.perf.reference import ReferenceVAE, reference_loss
 from bench.perf.trials import main as trials_main
 from bench.runtime.precision import native_bf16
-from models import Bernoulli, variant
+from models import Bernoulli, variant, variant_names
 from tests.conftest import write_mnist_like
 
 
@@ -111,3 +111,23 @@ def test_the_nets_benchmark_measures_every_network_on_grey_and_colour(tmp_path):
     mlp, conv = rows[0].split(" | "), rows[1].split(" | ")
     assert mlp[2].endswith("(1.00)") and mlp[3] == "n/a" and conv[3] != "n/a"
     assert all(float(r.split(" | ")[-1].rstrip(" |")) > 0 for r in rows)  # IW ms per image
+
+
+def test_the_variants_benchmark_measures_every_bounded_variant_against_the_vae(tmp_path):
+    from bench.perf.variants import main as variants_main
+
+    out = tmp_path / "VARIANTS.md"
+    small = [
+        "data=mixture",
+        "data.n_train=256",
+        "data.n_val=64",
+        "data.n_test=32",
+        "model.h_dim=16",
+    ]
+    assert variants_main([*small, "--k", "2", "--device", "cpu", "--out", str(out)]) == 0
+    rows = [r for r in read_block(out, "cpu-mixture").splitlines() if r.startswith("| ")][1:]
+    names = [r.split(" | ")[0].lstrip("| ") for r in rows]
+    bounded = [n for n in variant_names() if variant(n).stochastic]
+    assert names[0] == "vae" and sorted(names) == sorted(bounded)
+    assert rows[0].split(" | ")[2] == "1.00" and rows[0].split(" | ")[4] == "1.00 |"
+    assert all(float(r.split(" | ")[1]) > 0 and float(r.split(" | ")[3]) > 0 for r in rows)

@@ -53,7 +53,7 @@ def rows(args: argparse.Namespace, device: torch.device) -> list[str]:
         epoch, iw = measure(overrides, name, args.k, device)
         base = base or (epoch, iw)
         lines.append(
-            f"| {name} | {epoch:.2f} | {epoch / base[0]:.2f} | {iw:.2f} | {iw / base[1]:.2f} |"
+            f"| {name} | {epoch:.3g} | {epoch / base[0]:.2f} | {iw:.3g} | {iw / base[1]:.2f} |"
         )
         print(f"{name}: epoch {epoch:.2f} s, IW bound {iw:.2f} s", flush=True)
     return lines
