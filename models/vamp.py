@@ -41,9 +41,19 @@ class VampPrior(VAE):
         """Pickled (the logged MLflow model) without the cached components."""
         return {**self.__dict__, "_cached": None}
 
+    def train(self, mode: bool = True) -> "VampPrior":
+        """Every switch of mode (training <-> an evaluation) drops the cached components: weights
+        change in training, and a fused optimizer's steps leave no trace in `_version`."""
+        self._cached = None
+        return super().train(mode)
+
+    def load_state_dict(self, *args, **kwargs):
+        self._cached = None
+        return super().load_state_dict(*args, **kwargs)
+
     def components(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(mu, logvar) of q(z|u_k), (K, z) each; kept while no weight changes and no gradient
-        is wanted (evaluation: once, not once per chunk of the IW bound)."""
+        """(mu, logvar) of q(z|u_k), (K, z) each; in an evaluation (no gradient wanted) encoded
+        once, until the mode switches, the weights are loaded or changed in place."""
         u = self.pseudo_inputs
         if torch.is_grad_enabled() and u.requires_grad:
             return self._encode_pseudo_inputs()

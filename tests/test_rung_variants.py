@@ -246,7 +246,8 @@ def test_savae_training_backpropagates_through_its_steps_to_the_encoder():
 
 
 def test_the_vampprior_caches_its_components_only_while_no_weight_changes():
-    """Evaluation encodes the pseudo-inputs once; a weight update (or a load) is seen at once;
+    """Evaluation encodes the pseudo-inputs once; a weight changed in place, or by a training
+    step of a fused Adam (which leaves `_version` alone) then a switch to eval, is seen at once;
     a pickled model (the logged MLflow model) carries no cache."""
     import pickle
 
@@ -263,6 +264,18 @@ def test_the_vampprior_caches_its_components_only_while_no_weight_changes():
         [DiagonalGaussian(m, v).log_prob(z) for m, v in zip(mu, logvar, strict=True)]
     )
     torch.testing.assert_close(after, torch.logsumexp(each, 0).detach() - math.log(3))
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.1, fused=True)  # no _version bump
+    model.train()
+    model.loss_parts(torch.randn(4, D, dtype=torch.float64)).objective.sum().backward()
+    optimizer.step()
+    with torch.no_grad():
+        model.eval()
+        mu, logvar = model.encode(model.pseudo_inputs)
+        each = torch.stack(
+            [DiagonalGaussian(m, v).log_prob(z) for m, v in zip(mu, logvar, strict=True)]
+        )
+        after = torch.logsumexp(each, 0) - math.log(3)
+        torch.testing.assert_close(model.log_prior(z), after)
     copy = pickle.loads(pickle.dumps(model))
     assert copy._cached is None
     with torch.no_grad():
