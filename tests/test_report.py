@@ -300,7 +300,7 @@ def test_the_rung_a_variant_moved_is_found_from_known_per_example_shifts():
     noise elsewhere: that rung moved, by -0.2 within its SE; the excess did not."""
     import numpy as np
 
-    from bench.report.rungs import moved, sentence
+    from bench.report.rungs import Move, moved, sentence
 
     rng = np.random.default_rng(0)
     n, subset = 400, 100
@@ -319,7 +319,7 @@ def test_the_rung_a_variant_moved_is_found_from_known_per_example_shifts():
     assert abs(deltas["excess"][0]) < 3 * deltas["excess"][1]
     row = pd.Series({"samples_per_s": 500.0, "iw_seconds": 3.0})
     vae = pd.Series({"samples_per_s": 1000.0, "iw_seconds": 1.0})
-    text = sentence("iaf", deltas, row, vae)
+    text = sentence(Move("iaf", deltas, row, vae))
     assert "it moved the approximation gap most, by -0.2" in text
     assert "training 2.0× the vae's seconds per epoch" in text and "3.0× its seconds" in text
 
@@ -340,3 +340,4 @@ def test_a_rungs_study_reports_what_each_variant_moved_against_the_vae(tmp_path)
     assert line.startswith("- **iaf** − vae, paired on the same test examples: the excess ")
     assert "the approximation gap" in line and "the amortization gap" in line
     assert "× the vae's seconds per epoch" in line
+    assert (tmp_path / "reports" / "rungs-mixture" / "rungs.png").exists()

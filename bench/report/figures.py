@@ -199,6 +199,32 @@ def ladder(rows: pd.DataFrame, labels: list[str], path: Path) -> Path:
     return _save(fig, path)
 
 
+def rung_moves(moves: list, path: Path) -> Path:
+    """Each variant minus the vae per rung of the ladder (bench.report.rungs.Move), with bars of
+    ±2 paired SE: a bar clear of 0 is a rung that moved; left of 0, closer to the bound."""
+    parts = {"excess": "excess", "approximation_gap": "approximation gap"}
+    parts["amortization_gap"] = "amortization gap"
+    names = [textwrap.fill(m.name, 24, break_long_words=False) for m in moves]
+    height = 0.3 * len(moves) * len(parts) + 1.5
+    fig, ax = plt.subplots(figsize=(FIGSIZE[0], max(FIGSIZE[1], height)))
+    step = 0.8 / len(parts)
+    for j, (part, shown) in enumerate(parts.items()):
+        at = [i - 0.4 + step * (j + 0.5) for i in range(len(moves))]
+        mean = [m.deltas.get(part, (float("nan"), 0))[0] for m in moves]
+        se = [2 * m.deltas.get(part, (0, float("nan")))[1] for m in moves]
+        ax.barh(at, mean, height=step, xerr=se, color=LADDER_PARTS[part], label=shown)
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_yticks(range(len(moves)), names)
+    ax.invert_yaxis()
+    ax.set(
+        xlabel="nats per example, variant − vae (paired; bars: ±2 SE)",
+        title="which rung each variant moved",
+    )
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncols=3, frameon=False)
+    fig.set_layout_engine("constrained")
+    return _save(fig, path)
+
+
 def nll_at_k(curves: pd.DataFrame, entropy: float | None, path: Path) -> Path:
     """The IW bound against its number of samples k (nested prefixes of one set of samples), a
     line per run; the data's entropy as a line when known."""

@@ -17,7 +17,7 @@ from bench.report import figures
 from bench.report.ladder import PARTS, ladder_table, ladder_text
 from bench.report.paired import INDISTINGUISHABLE_SE, paired_vs_best
 from bench.report.references import anchors, differences, matching
-from bench.report.rungs import rung_lines
+from bench.report.rungs import Move, rung_moves, sentence
 from bench.report.runs import StudyRuns, download_artifacts, epoch_series, load_study_runs
 from bench.report.table import (
     ALIASES,
@@ -54,8 +54,9 @@ def write_report(cfg: DictConfig) -> Path:
     table = run_table(study)
     rows = aggregate(table, study) if len(table) else table
     paired = paired_vs_best(rows, table, best_index(rows)) if len(rows) else None
-    figure_names = _figures(study, table, rows, out) if len(table) else []
-    text = _markdown(study, uri, table, rows, paired, figure_names)
+    moves = rung_moves(rows, study) if len(rows) else []
+    figure_names = _figures(study, table, rows, out, moves) if len(table) else []
+    text = _markdown(study, uri, table, rows, paired, figure_names, moves)
     (out / "README.md").write_text(text)
     return out / "README.md"
 
@@ -75,6 +76,7 @@ def _markdown(
     rows: pd.DataFrame,
     paired: pd.DataFrame | None,
     names: list[str],
+    moves: list[Move],
 ) -> str:
     counts = ", ".join(
         f"{n} {s.lower()}" for s, n in study.status().value_counts().sort_index().items()
@@ -102,7 +104,7 @@ def _markdown(
         lines += [BETA_NOTE, ""]
     lines += unnormalized_note(rows)
     if paired is not None and rows["nll"].notna().any():
-        lines += ladder_section(rows, study, paired)
+        lines += ladder_section(rows, study, paired, moves)
     lines += [
         "## Runs",
         "",
@@ -118,7 +120,9 @@ def _markdown(
     return "\n".join(lines) + "\n"
 
 
-def ladder_section(rows: pd.DataFrame, study: StudyRuns, paired: pd.DataFrame) -> list[str]:
+def ladder_section(
+    rows: pd.DataFrame, study: StudyRuns, paired: pd.DataFrame, moves: list[Move]
+) -> list[str]:
     best = best_index(rows)
     subset = rows["gap_examples"].dropna()
     on = f"the first {as_int(subset.iloc[0])} test examples" if len(subset) else "a test subset"
@@ -153,13 +157,12 @@ def ladder_section(rows: pd.DataFrame, study: StudyRuns, paired: pd.DataFrame) -
         "",
         *ladder_table(rows, study, paired),
         "",
-        *rung_section(rows, study),
+        *rung_section(moves),
     ]
 
 
-def rung_section(rows: pd.DataFrame, study: StudyRuns) -> list[str]:
-    lines = rung_lines(rows, study)
-    if not lines:
+def rung_section(moves: list[Move]) -> list[str]:
+    if not moves:
         return []
     return [
         "### Which rung each variant moved",
@@ -172,7 +175,7 @@ def rung_section(rows: pd.DataFrame, study: StudyRuns) -> list[str]:
         "outputs; hvae: q(z2|z1) fixed, q(z1|x) free), so an iaf's approximation gap is what its "
         "flow cannot reach.",
         "",
-        *lines,
+        *(f"- {sentence(move)}" for move in moves),
         "",
     ]
 
@@ -383,7 +386,9 @@ def anchor_lines(rows: pd.DataFrame, dataset: str) -> list[str]:
     return lines
 
 
-def _figures(study: StudyRuns, table: pd.DataFrame, rows: pd.DataFrame, out: Path) -> list[str]:
+def _figures(
+    study: StudyRuns, table: pd.DataFrame, rows: pd.DataFrame, out: Path, moves: list[Move]
+) -> list[str]:
     x = x_axis(table, study) or "variant"
     made = []
     if rank_column(table) == "nll":  # nats of one kind: one axis for every run
@@ -397,6 +402,8 @@ def _figures(study: StudyRuns, table: pd.DataFrame, rows: pd.DataFrame, out: Pat
     if len(bounded) and bounded[list(PARTS)].notna().any().any():
         labels = [label(row, study) for _, row in bounded.iterrows()]
         made.append(figures.ladder(bounded, labels, out / "ladder.png"))
+    if moves:
+        made.append(figures.rung_moves(moves, out / "rungs.png"))
     curves = nll_at_k_curves(study, table)
     if len(curves):
         entropy = table["data_entropy"].dropna()

@@ -2,6 +2,8 @@
 gap, amortization gap) the paired difference on the same test examples, and what it cost in
 training seconds per epoch and in the IW evaluation's seconds."""
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 import torch
@@ -49,8 +51,19 @@ def moved(ours: pd.DataFrame, theirs: pd.DataFrame) -> dict[str, tuple[float, fl
     return out
 
 
-def rung_lines(rows: pd.DataFrame, study: StudyRuns) -> list[str]:
-    """One sentence per variant, where the study swept `model` and ran the VAE once (one row)."""
+@dataclass
+class Move:
+    """A variant against the vae: per rung (mean, SE) of the paired difference, and its row's
+    and the vae's for the costs."""
+
+    name: str
+    deltas: dict[str, tuple[float, float]]
+    row: pd.Series
+    base: pd.Series
+
+
+def rung_moves(rows: pd.DataFrame, study: StudyRuns) -> list[Move]:
+    """One per variant, where the study swept `model` and ran the VAE once (one row)."""
     if "variant" not in rows or "model" not in study.swept():
         return []
     base = rows.index[rows["variant"] == BASELINE]
@@ -59,17 +72,17 @@ def rung_lines(rows: pd.DataFrame, study: StudyRuns) -> list[str]:
     reference = per_example_parts(rows.loc[base[0], "run_ids"])
     if reference is None:
         return []
-    lines = []
+    moves = []
     for _, row in rows.drop(index=base[0]).iterrows():
         ours = per_example_parts(row["run_ids"])
         if ours is not None and len(ours) == len(reference) and row["nll"] == row["nll"]:
-            lines.append(
-                sentence(label(row, study), moved(ours, reference), row, rows.loc[base[0]])
-            )
-    return lines
+            deltas = moved(ours, reference)
+            moves.append(Move(label(row, study), deltas, row, rows.loc[base[0]]))
+    return moves
 
 
-def sentence(name: str, deltas: dict, row: pd.Series, base: pd.Series) -> str:
+def sentence(move: Move) -> str:
+    name, deltas, row, base = move.name, move.deltas, move.row, move.base
     parts = ", ".join(f"{RUNG_NAMES[p]} {m:+.3f} ± {se:.3f}" for p, (m, se) in deltas.items())
     real = {p: v for p, v in deltas.items() if abs(v[0]) > INDISTINGUISHABLE_SE * v[1]}
     if real:
@@ -78,7 +91,7 @@ def sentence(name: str, deltas: dict, row: pd.Series, base: pd.Series) -> str:
         verdict = f"it moved {RUNG_NAMES[part]} most, by {m:+.3f} ± {se:.3f} nats"
     else:
         verdict = f"it moved no rung beyond {INDISTINGUISHABLE_SE:g} SE"
-    paired = f"- **{name}** − vae, paired on the same test examples: {parts} nats"
+    paired = f"**{name}** − vae, paired on the same test examples: {parts} nats"
     return f"{paired}; {verdict}. {cost(row, base)}"
 
 
