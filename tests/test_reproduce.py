@@ -14,6 +14,22 @@ def test_published_numbers_are_found_for_a_recipes_data_and_variant():
     assert published("burda2016", "mnist", "iwae", 5)["nll"] == 85.54
     assert published("burda2016", "mnist", "vae", 1)["nll"] == 86.76
     assert published("vampprior2018", "digits", "vae", 1) is None
+    assert published("vampprior2018", "fashion-mnist", "vamp", 1)["nll"] == 227.35
+    assert published("burda2016", "mnist", "hvae", 1)["nll"] == 85.33  # two stochastic layers
+
+
+def test_burdas_two_layer_model_is_the_hvae_in_his_recipe():
+    """784-200-200-z1 100-100-100-z2 50, tanh (yburda/iwae experiments.py, layers=2)."""
+    from bench.job import build_model, load_data
+
+    cfg = config("recipe=burda2016", "model=hvae", "model.z_dim=100", "model.z2_dim=50")
+    cfg.data = config("data=digits").data  # the sizes, not the data, are what is checked
+    model = build_model(cfg, load_data(cfg), 0)
+    assert model.latent_dim == 150 and type(model).stochastic_layers == 2
+    widths = [m.out_features for m in model.q_z2 if hasattr(m, "out_features")]
+    assert widths == [100, 100, 100]  # two hidden layers of 100, then (mu, logvar) of z2
+    encoder = [m.out_features for m in model.encoder if hasattr(m, "out_features")]
+    assert encoder == [200, 200, 200]  # two hidden layers of 200, then (mu, logvar) of z1 (100)
 
 
 def test_the_table_lists_recipe_runs_and_keeps_their_weights(tracking_uri, tmp_path):
