@@ -152,7 +152,7 @@ def test_pruned_trials_are_visible_as_pruned(stores):
     assert states(load(stores, "unpruned")) == ["COMPLETE", "COMPLETE"]
 
 
-@pytest.mark.parametrize("study", ["zdim", "hdim", "variance", "variants", "smoke"])
+@pytest.mark.parametrize("study", ["zdim", "hdim", "variance", "variants", "rungs", "smoke"])
 def test_grids_are_measured_unpruned_and_searches_pruned_after_the_warmup(study):
     spec = load_config([f"study={study}"]).study
     pruner = build_pruner(spec)
