@@ -438,7 +438,10 @@ def learning_curves(study: StudyRuns, table: pd.DataFrame, x: str) -> pd.DataFra
     runs = pd.concat(
         [table.assign(status="finished"), run_table(study, study.pruned).assign(status="pruned")]
     )
-    order = [x, "variant"] if x != "variant" else ["variant"]
+    # variants in the table's order, as the other figures colour them
+    rank = {name: i for i, name in enumerate(dict.fromkeys(table["variant"]))}
+    runs = runs.assign(variant_rank=runs["variant"].map(rank))
+    order = [x, "variant_rank"] if x != "variant" else ["variant_rank"]
     frames = []
     for _, run in runs.sort_values([*order, "trial"]).iterrows():
         series = epoch_series(run["run_id"], "val/neg_elbo")
