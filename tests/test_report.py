@@ -341,3 +341,18 @@ def test_a_rungs_study_reports_what_each_variant_moved_against_the_vae(tmp_path)
     assert "the approximation gap" in line and "the amortization gap" in line
     assert "× the vae's seconds per epoch" in line
     assert (tmp_path / "reports" / "rungs-mixture" / "rungs.png").exists()
+
+
+def test_the_nll_at_k_figure_of_replicated_seeds_is_the_same_file_each_time(tmp_path):
+    """Its band over seeds is a bootstrap: seeded, so a regenerated report is the same bytes."""
+    import numpy as np
+
+    noise = np.random.default_rng(0).normal(0, 0.05, (3, 10))
+    rows = [
+        {"k": k, "nll": 25 - 0.1 * i + noise[i, seed], "label": "vae"}
+        for i, k in enumerate((1, 10, 100))
+        for seed in range(10)
+    ]
+    curves = pd.DataFrame(rows)
+    first = figures.nll_at_k(curves, 24.0, tmp_path / "a.png").read_bytes()
+    assert figures.nll_at_k(curves, 24.0, tmp_path / "b.png").read_bytes() == first
