@@ -317,11 +317,14 @@ def test_the_rung_a_variant_moved_is_found_from_known_per_example_shifts():
     mean, se = deltas["approximation_gap"]
     assert abs(mean + 0.2) < 3 * se < 0.05
     assert abs(deltas["excess"][0]) < 3 * deltas["excess"][1]
-    row = pd.Series({"samples_per_s": 500.0, "iw_seconds": 3.0})
+    row = pd.Series({"samples_per_s": 500.0, "iw_seconds": 3.0, "data_entropy": 24.0})
     vae = pd.Series({"samples_per_s": 1000.0, "iw_seconds": 1.0})
     text = sentence(Move("iaf", deltas, row, vae))
     assert "it moved the approximation gap most, by -0.2" in text
     assert "training 2.0× the vae's seconds per epoch" in text and "3.0× its seconds" in text
+    assert text.count("the excess ") == 1  # H(data) known: the excess is named as such
+    unknown = sentence(Move("iaf", deltas, row.drop("data_entropy"), vae))
+    assert "the excess (its nll: H(data) unknown)" in unknown
 
 
 def test_a_rungs_study_reports_what_each_variant_moved_against_the_vae(tmp_path):

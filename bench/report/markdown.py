@@ -174,7 +174,8 @@ def rung_section(moves: list[Move]) -> list[str]:
         f"{INDISTINGUISHABLE_SE:g} SE; negative is closer to the bound. Each gap's q* is the best "
         "member of the variant's own posterior family per example (iaf: its flow with free "
         "outputs; hvae: q(z2|z1) fixed, q(z1|x) free), so an iaf's approximation gap is what its "
-        "flow cannot reach.",
+        "flow cannot reach. The costs are each run's own seconds: runs that shared the machine "
+        "with other work compare less well than `python -m bench.perf.variants` does.",
         "",
         *(f"- {sentence(move)}" for move in moves),
         "",

@@ -83,12 +83,15 @@ def rung_moves(rows: pd.DataFrame, study: StudyRuns) -> list[Move]:
 
 def sentence(move: Move) -> str:
     name, deltas, row, base = move.name, move.deltas, move.row, move.base
-    parts = ", ".join(f"{RUNG_NAMES[p]} {m:+.3f} ± {se:.3f}" for p, (m, se) in deltas.items())
+    names = dict(RUNG_NAMES)
+    if pd.isna(row.get("data_entropy")):  # its Δ is the nll's: H(data) is the same, unknown
+        names["excess"] = "the excess (its nll: H(data) unknown)"
+    parts = ", ".join(f"{names[p]} {m:+.3f} ± {se:.3f}" for p, (m, se) in deltas.items())
     real = {p: v for p, v in deltas.items() if abs(v[0]) > INDISTINGUISHABLE_SE * v[1]}
     if real:
         part = max(real, key=lambda p: abs(real[p][0]))
         m, se = real[part]
-        verdict = f"it moved {RUNG_NAMES[part]} most, by {m:+.3f} ± {se:.3f} nats"
+        verdict = f"it moved {names[part]} most, by {m:+.3f} ± {se:.3f} nats"
     else:
         verdict = f"it moved no rung beyond {INDISTINGUISHABLE_SE:g} SE"
     paired = f"**{name}** − vae, paired on the same test examples: {parts} nats"
