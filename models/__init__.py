@@ -4,8 +4,9 @@ registers each variant: a new variant is one new file here (and its config)."""
 import importlib
 import pkgutil
 
-from models.base import LatentModel, LossParts, kl_normal
+from models.base import LatentModel, LossParts
 from models.likelihood import LIKELIHOODS, Bernoulli, Gaussian, build_likelihood
+from models.posterior import kl_normal
 from models.registry import register, variant, variant_names
 
 TOOLKIT = {

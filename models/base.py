@@ -20,7 +20,7 @@ from torch import nn
 from models.kernels import at_least_fp32
 from models.likelihood import Likelihood
 from models.nets import MLP, MLPNet
-from models.posterior import LOG_2PI, DiagonalGaussian, Posterior
+from models.posterior import DiagonalGaussian, Posterior, log_normal_std
 
 NetFactory = Callable[..., nn.Module]  # models.nets: the contract
 
@@ -38,15 +38,6 @@ class LossParts:
     @property
     def neg_elbo(self) -> torch.Tensor | None:
         return None if self.kl is None or not self.bound else self.recon + self.kl
-
-
-def kl_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL(N(mu, e^logvar) || N(0, I)) summed over latent dims."""
-    return 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1).sum(-1)
-
-
-def log_normal_std(z: torch.Tensor) -> torch.Tensor:
-    return -0.5 * (z.pow(2) + LOG_2PI).sum(-1)
 
 
 class LatentModel(nn.Module):

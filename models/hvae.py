@@ -1,9 +1,8 @@
 import torch
 
-from models.base import log_normal_std
 from models.kernels import at_least_fp32
 from models.nets import MLP
-from models.posterior import DiagonalGaussian, Posterior
+from models.posterior import DiagonalGaussian, Posterior, log_normal_std
 from models.registry import register
 from models.vae import VAE
 

@@ -27,7 +27,6 @@ class IAF(VAE):
             )
         context = context_dim if flow_length > 0 else 0
         super().__init__(*args, extra_encoder_outputs=context, **kwargs)
-        self.context_dim = context
         self.flow = nn.ModuleList(
             IAFStep(self.z_dim, context, flow_width) for _ in range(flow_length)
         )

@@ -10,6 +10,16 @@ LOG_2PI = math.log(2 * math.pi)
 MOMENT_SAMPLES = 256  # draws whose moments give a non-Gaussian posterior's Gaussian stand-in
 
 
+def kl_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, e^logvar) || N(0, I)) summed over latent dims."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1).sum(-1)
+
+
+def log_normal_std(z: torch.Tensor) -> torch.Tensor:
+    """ln N(z; 0, I) summed over latent dims."""
+    return -0.5 * (z.pow(2) + LOG_2PI).sum(-1)
+
+
 class Posterior:
     """`params`: the per-example tensors it is built from (what the q* search frees);
     `noise_shape`: (B, latent) of the noise `transform` takes."""
@@ -54,5 +64,4 @@ class DiagonalGaussian(Posterior):
         return self
 
     def kl_standard(self) -> torch.Tensor:
-        """KL(q || N(0, I)), summed over latent dims."""
-        return 0.5 * (self.mu.pow(2) + self.logvar.exp() - self.logvar - 1).sum(-1)
+        return kl_normal(self.mu, self.logvar)

@@ -14,9 +14,8 @@ from bench.evaluation.estimators.optimal_q import Search, neg_elbo, optimal_q
 from bench.evaluation.estimators.quadrature import QuadratureSettings, exact_log_px
 from bench.evaluation.estimators.stats import paired_difference
 from models import Gaussian, variant
-from models.base import log_normal_std
 from models.nets import MLPNet
-from models.posterior import DiagonalGaussian
+from models.posterior import DiagonalGaussian, log_normal_std
 
 D, S2, N = 6, 0.2, 300
 LINEAR = partial(MLPNet, n_hidden=0)
