@@ -19,14 +19,13 @@ import pandas as pd
 
 from bench.cli import run_parsed
 from bench.config import group_options
-from bench.report.references import references
+from bench.report.references import references, stochastic_layers
 from bench.report.runs import download_artifacts
 from bench.score import SCORES
 from bench.stored_run import CONFIG
 from bench.tracking import mlflow_runs
 from bench.tracking.logged_model import download_model, has_logged_model
 from bench.tracking.weights import LEGACY_WEIGHTS, WEIGHTS
-from models import variant, variant_names
 
 
 def recipe_runs(recipe: str, finished: bool = True) -> pd.DataFrame:
@@ -79,7 +78,7 @@ def scored_nll(run: pd.Series) -> tuple[int, float, float]:
 
 
 def published(recipe: str, data: str, name: str, k_train: int) -> dict | None:
-    layers = variant(name).stochastic_layers if name in variant_names() else 1
+    layers = stochastic_layers(name)
     for ref in references():
         same = ref.get("recipe") == recipe and ref["dataset"] == data and ref["variant"] == name
         if same and ref["stochastic_layers"] == layers and ref["k_train"] == k_train:

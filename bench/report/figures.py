@@ -202,8 +202,11 @@ def ladder(rows: pd.DataFrame, labels: list[str], path: Path) -> Path:
 def rung_moves(moves: list, path: Path) -> Path:
     """Each variant minus the vae per rung of the ladder (bench.report.rungs.Move), with bars of
     ±2 paired SE: a bar clear of 0 is a rung that moved; left of 0, closer to the bound."""
-    parts = {"excess": "excess", "approximation_gap": "approximation gap"}
-    parts["amortization_gap"] = "amortization gap"
+    parts = {
+        "excess": "excess",
+        "approximation_gap": "approximation gap",
+        "amortization_gap": "amortization gap",
+    }
     names = [textwrap.fill(m.name, 24, break_long_words=False) for m in moves]
     height = 0.3 * len(moves) * len(parts) + 1.5
     fig, ax = plt.subplots(figsize=(FIGSIZE[0], max(FIGSIZE[1], height)))

@@ -26,13 +26,15 @@ def matching(dataset: str, binarize: str, variants: set[str]) -> list[dict[str, 
         if r["dataset"] == dataset
         and r["binarize"] == binarize
         and r["variant"] in variants
-        and r["stochastic_layers"] == _layers(r["variant"])
+        and r["stochastic_layers"] == stochastic_layers(r["variant"])
         and "nll" in r
         and (r["variant"] != "vae" or r["k_train"] == 1)
     ]
 
 
-def _layers(name: str) -> int:
+def stochastic_layers(name: str) -> int:
+    """Our variant's stochastic layers, what a published row is matched on (1 for a name that
+    is not a variant of ours)."""
     return variant(name).stochastic_layers if name in variant_names() else 1
 
 

@@ -72,8 +72,8 @@ def _cycles(
             schedule.step()
         now = _fixed_noise_neg_elbo(model, x, y, params, check_noise)
         better = now < best
-        gain = float((best - torch.where(better, now, best)).mean())
-        best = torch.where(better, now, best)
+        improved = torch.where(better, now, best)  # a NaN check keeps the example's best
+        gain, best = float((best - improved).mean()), improved
         kept = tuple(
             torch.where(better[:, None], t.detach(), k) for t, k in zip(params, kept, strict=True)
         )
