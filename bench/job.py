@@ -103,9 +103,11 @@ def run_job(
     on_epoch: EpochCallback | None = None,
     validate: bool = False,
     resume: dict[str, Any] | None = None,
+    carried: bool = False,
 ) -> dict[str, float]:
     """Train and evaluate as `cfg` says, logging into `run_id`; with `resume` (a checkpoint of
-    this run), training goes on from it.
+    this run, or with `carried` of another run of the same config), training goes on from it. A
+    carried checkpoint's epochs are logged into `run_id` first, as if it had trained them.
 
     Returns `test/*` metrics, and with `validate` the same evaluation of the validation split
     as `val_eval/*` (`val/*` are the per-epoch one-sample estimates: one key, one estimator).
@@ -115,7 +117,7 @@ def run_job(
     check_data(cfg, data)
     cfg = resolved(cfg, device, data)
     model = build_model(cfg, data, cfg.trainer.seed).to(device)
-    if resume is None:
+    if resume is None or carried:
         _log_setup(client, run_id, cfg, data, device)
 
     def log_epoch(epoch: int, metrics: dict[str, float]) -> None:
@@ -123,6 +125,9 @@ def run_job(
         if on_epoch is not None:
             on_epoch(epoch, metrics)
 
+    if resume is not None and carried:
+        for epoch, metrics in enumerate(resume["history"], start=1):
+            log_epoch(epoch, metrics)
     clock = TrainingClock((resume or {}).get("train_seconds", 0.0))
     writer = checkpointing(client, run_id, cfg.trainer, clock)
     history = train(model, data, cfg.trainer, log_epoch, progress, writer, resume)

@@ -20,7 +20,7 @@ from bench.run import main
 from bench.score import main as score_main
 from bench.study.space import build_pruner
 from tests.conftest import running_with_a_run, wait_for_trials
-from tests.workers import Worker
+from tests.workers import Worker, start
 
 
 @pytest.fixture
@@ -199,6 +199,41 @@ def test_a_killed_study_resumes_to_its_target_with_no_running_leftovers(tmp_path
     assert [p.info.status for p in parents] == ["FINISHED"]
     assert sorted(c.info.status for c in children) == ["FAILED", "FINISHED", "FINISHED", "FINISHED"]
     assert client.get_run(failed.user_attrs["mlflow_run_id"]).info.status == "FAILED"
+
+
+def test_a_retried_trial_goes_on_from_the_lost_trials_checkpoint_to_the_same_numbers(tmp_path):
+    one_point = ["study=smoke", "study.space.model.z_dim=[2]", "trainer.epochs=6"]
+    args = [*one_point, "trainer.checkpoint_minutes=0"]  # a checkpoint after every epoch
+    stores, never_stopped = (
+        [
+            f"tracking_uri=sqlite:///{tmp_path / n / 'mlflow.db'}",
+            f"storage=sqlite:///{tmp_path / n / 'optuna.db'}",
+        ]
+        for n in ("lost", "whole")
+    )
+    for folder in ("lost", "whole"):
+        (tmp_path / folder).mkdir()
+    lost = start([*args, *stores], tmp_path, kill_at="train:checkpointed")  # dies at epoch 1's
+    lost.join(timeout=300)
+    assert lost.exitcode == -signal.SIGKILL
+    for store in (stores, never_stopped):
+        worker = Worker([*args, *store], tmp_path)
+        assert worker.wait(timeout=600) == 0, worker.communicate()[1]
+
+    trials = load(stores).trials
+    (failed,) = [t for t in trials if t.state == TrialState.FAIL]
+    (retry,) = [t for t in trials if t.state == TrialState.COMPLETE]
+    (whole,) = [t for t in load(never_stopped).trials if t.state == TrialState.COMPLETE]
+    client = MlflowClient(stores[0].split("=", 1)[1])
+    went_on = client.get_run(retry.user_attrs["mlflow_run_id"])
+    assert went_on.data.tags["resumed_from_run"] == failed.user_attrs["mlflow_run_id"]
+    assert went_on.data.tags["resumed_from_epoch"] == "1" and went_on.info.status == "FINISHED"
+    assert went_on.data.params["model.z_dim"] == "2"  # its setup logged as any trial's is
+    curve = client.get_metric_history(went_on.info.run_id, "val/neg_elbo")
+    assert sorted(m.step for m in curve) == [1, 2, 3, 4, 5, 6]  # epoch 1 carried over
+    for key in ("val_eval/nll", "test/nll", "test/neg_elbo", "epochs_run", "best_epoch"):
+        assert retry.user_attrs[key] == whole.user_attrs[key], key
+    assert retry.value == whole.value
 
 
 def test_sigterm_fails_the_trial_kills_its_run_and_a_rerun_completes(tmp_path, stores):

@@ -4,7 +4,8 @@ Rerunning the same command resumes, and any number of workers may run it at once
 storage: finished trials are kept and the study goes on to exactly its target. A trial is
 finished when it is COMPLETE, PRUNED, or FAIL for a reason of its own (diverged, bad config).
 A trial cut short (Ctrl-C, SIGTERM, a worker gone: dead pid on this host, or no heartbeat) is
-FAIL too, its MLflow run ends KILLED or FAILED, and its parameters are queued again.
+FAIL too, its MLflow run ends KILLED or FAILED, and its parameters are queued again: the retry
+goes on from the furthest training checkpoint its lost runs logged (bench.study.carried).
 """
 
 import sys
@@ -28,6 +29,7 @@ from bench.job import run_job
 from bench.runtime.faults import kill_point
 from bench.runtime.processes import this_process
 from bench.signals import deferred, raise_if_interrupted
+from bench.study.carried import Carried, carried_checkpoint
 from bench.study.definition import open_study, storage_url, target
 from bench.study.local_workers import join_helpers, start_helpers
 from bench.study.parent_run import finish_parent, parent_run
@@ -202,7 +204,19 @@ def _run_trial(worker: Worker, trial: optuna.Trial, params: dict[str, Any]) -> s
             trial.set_user_attr("mlflow_run_id", run_id)
             metric = "val/neg_elbo" if bounds_likelihood(cfg) else "val/objective"
             on_epoch = _pruning(trial, metric, cfg.trainer.epochs)
-            metrics = run_job(cfg, client, run_id, progress=False, on_epoch=on_epoch, validate=True)
+            carried = _went_on_from(worker, trial, run_id)
+            if carried is not None:
+                label += f" (went on from epoch {carried.epoch} of run {carried.run_id})"
+            metrics = run_job(
+                cfg,
+                client,
+                run_id,
+                progress=False,
+                on_epoch=on_epoch,
+                validate=True,
+                resume=carried.state if carried else None,
+                carried=carried is not None,
+            )
             kill_point("trial:evaluated")
             with deferred():
                 for key, value in metrics.items():
@@ -226,6 +240,16 @@ def _run_trial(worker: Worker, trial: optuna.Trial, params: dict[str, Any]) -> s
         return f"{label}: FAIL ({reason})"
     shown = ", ".join(f"{k}={metrics[k]:.2f}" for k in (objective, "test/nll") if k in metrics)
     return f"{label}: COMPLETE {shown}"
+
+
+def _went_on_from(worker: Worker, trial: optuna.Trial, run_id: str) -> Carried | None:
+    """The checkpoint a retried trial goes on from, recorded on its run and trial."""
+    carried = carried_checkpoint(worker.study, trial, worker.client)
+    if carried is not None:
+        tags = {"resumed_from_run": carried.run_id, "resumed_from_epoch": str(carried.epoch)}
+        mlflow_runs.set_tags(worker.client, run_id, tags)
+        trial.set_user_attr("resumed_from_epoch", carried.epoch)
+    return carried
 
 
 def _told(study: optuna.Study, trial: optuna.Trial) -> bool:

@@ -13,6 +13,7 @@ from tqdm import tqdm
 from bench.data.dataset import Dataset
 from bench.errors import BenchError
 from bench.evaluation.evaluator import elbo_parts, loss_part_sums
+from bench.runtime.faults import kill_point
 from bench.runtime.precision import autocast
 from bench.signals import deferred, raise_if_interrupted
 from bench.training.checkpoint import Checkpointing, TrainingParts
@@ -128,6 +129,7 @@ def train(
         if checkpoint is not None and checkpoint.due():
             with deferred():
                 checkpoint(parts.state(epoch))
+            kill_point("train:checkpointed")
     history.best_epoch = stopping.restore(model, epoch)
     return history
 
