@@ -1,6 +1,7 @@
 """Each row against the best by the paired difference on the same test examples."""
 
 import tempfile
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +16,10 @@ from bench.report.table import kind
 INDISTINGUISHABLE_SE = 2.0  # |Δ| within this many standard errors of the best: indistinguishable
 
 
+@cache
 def per_example_table(run_id: str) -> pd.DataFrame | None:
-    """The run's per-example test values, or None (runs from before they were saved)."""
+    """The run's per-example test values, or None (runs from before they were saved); read once
+    per process (a finished run's never change), so do not modify it."""
     with tempfile.TemporaryDirectory() as tmp:
         found = download_artifacts(run_id, {PER_EXAMPLE: PER_EXAMPLE}, Path(tmp))
         return pd.read_csv(found[0], index_col="example") if found else None
