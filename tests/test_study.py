@@ -202,7 +202,7 @@ def test_a_killed_study_resumes_to_its_target_with_no_running_leftovers(tmp_path
 
 
 def test_a_retried_trial_goes_on_from_the_lost_trials_checkpoint_to_the_same_numbers(tmp_path):
-    one_point = ["study=smoke", "study.space.model.z_dim=[2]", "trainer.epochs=6"]
+    one_point = ["study=smoke", "study.space.model.z_dim=[2]", "eval.gap_examples=0"]
     args = [*one_point, "trainer.checkpoint_minutes=0"]  # a checkpoint after every epoch
     stores, never_stopped = (
         [
@@ -230,7 +230,7 @@ def test_a_retried_trial_goes_on_from_the_lost_trials_checkpoint_to_the_same_num
     assert went_on.data.tags["resumed_from_epoch"] == "1" and went_on.info.status == "FINISHED"
     assert went_on.data.params["model.z_dim"] == "2"  # its setup logged as any trial's is
     curve = client.get_metric_history(went_on.info.run_id, "val/neg_elbo")
-    assert sorted(m.step for m in curve) == [1, 2, 3, 4, 5, 6]  # epoch 1 carried over
+    assert sorted(m.step for m in curve) == [1, 2, 3]  # epoch 1 carried over
     for key in ("val_eval/nll", "test/nll", "test/neg_elbo", "epochs_run", "best_epoch"):
         assert retry.user_attrs[key] == whole.user_attrs[key], key
     assert retry.value == whole.value
