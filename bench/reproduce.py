@@ -13,12 +13,14 @@ import json
 import re
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import pandas as pd
 
 from bench.cli import run_parsed
 from bench.config import group_options
+from bench.errors import BenchError
 from bench.report.references import references, stochastic_layers
 from bench.report.runs import download_artifacts
 from bench.score import SCORES
@@ -26,6 +28,11 @@ from bench.stored_run import CONFIG
 from bench.tracking import mlflow_runs
 from bench.tracking.logged_model import download_model, has_logged_model
 from bench.tracking.weights import LEGACY_WEIGHTS, WEIGHTS
+
+RECORD = "run.json"  # a kept run's row: the table is built from the kept folders
+ROW_ORDER = ("data", "variant", "k_train", "seed")
+RECORD_KEYS = (*ROW_ORDER, "recipe", "epochs_run", "epochs", "best_epoch", "train_seconds", "k")
+RECORD_KEYS += ("nll", "nll_se")
 
 
 def recipe_runs(recipe: str, finished: bool = True) -> pd.DataFrame:
@@ -86,26 +93,60 @@ def published(recipe: str, data: str, name: str, k_train: int) -> dict | None:
     return None
 
 
-def _reference(recipe: str, run: pd.Series) -> dict | None:
-    k_train = int(run.get("params.model.k_train") or 1)
-    return published(recipe, run["params.data.name"], run["params.model.name"], k_train)
-
-
-def run_row(recipe: str, run: pd.Series) -> str:
-    data, variant = run["params.data.name"], run["params.model.name"]
-    k_train = int(run.get("params.model.k_train") or 1)
+def run_record(recipe: str, run: pd.Series) -> dict[str, Any]:
+    """A finished run's row, kept beside its weights as RECORD."""
     k, nll, se = scored_nll(run)
-    ref = _reference(recipe, run)
+    return {
+        "recipe": recipe,
+        "run_id": run["run_id"],
+        "data": run["params.data.name"],
+        "variant": run["params.model.name"],
+        "k_train": int(run.get("params.model.k_train") or 1),
+        "seed": int(run["params.trainer.seed"]),
+        "epochs_run": int(run["metrics.epochs_run"]),
+        "epochs": int(run["params.trainer.epochs"]),
+        "best_epoch": int(run["metrics.best_epoch"]),
+        "train_seconds": float(run["metrics.train_seconds"]),
+        "k": k,
+        "nll": float(nll),
+        "nll_se": float(se),
+    }
+
+
+def reference(record: dict[str, Any]) -> dict | None:
+    return published(record["recipe"], record["data"], record["variant"], record["k_train"])
+
+
+def record_row(record: dict[str, Any]) -> str:
+    ref = reference(record)
     theirs, delta = "none recorded", ""
     if ref is not None:
         theirs = f"{ref['nll']:.2f}" + (f" ± {ref['std']:.2f}" if "std" in ref else "")
-        delta = f"{nll - ref['nll']:+.2f}"
-    shown = f"{variant} (k_train {k_train})" if variant == "iwae" else variant
-    epochs = f"{int(run['metrics.epochs_run'])} of {run['params.trainer.epochs']}"
-    hours = float(run["metrics.train_seconds"]) / 3600
-    cells = [data, shown, run["params.trainer.seed"], epochs, int(run["metrics.best_epoch"])]
-    cells += [f"{hours:.2f}", k, f"{nll:.2f} ± {se:.2f}", theirs, delta]
+        delta = f"{record['nll'] - ref['nll']:+.2f}"
+    variant = record["variant"]
+    shown = f"{variant} (k_train {record['k_train']})" if variant == "iwae" else variant
+    cells = [record["data"], shown, record["seed"], f"{record['epochs_run']} of {record['epochs']}"]
+    cells += [record["best_epoch"], f"{record['train_seconds'] / 3600:.2f}", record["k"]]
+    cells += [f"{record['nll']:.2f} ± {record['nll_se']:.2f}", theirs, delta]
     return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def kept_records(recipe: str, weights: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """The recipe's kept runs (their folders and records), by data, variant and seed."""
+    records = ((path.parent, _read_record(path)) for path in weights.glob(f"*/{RECORD}"))
+    kept = [(folder, record) for folder, record in records if record["recipe"] == recipe]
+    return sorted(kept, key=lambda kept_run: [kept_run[1][key] for key in ROW_ORDER])
+
+
+def _read_record(path: Path) -> dict[str, Any]:
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise BenchError(f"{path} is not a run record: {e}") from None
+    missing = [key for key in RECORD_KEYS if key not in record] if isinstance(record, dict) else []
+    if not isinstance(record, dict) or missing:
+        raise BenchError(f"{path} is not a run record: it lacks {', '.join(missing) or 'keys'}")
+    return record
 
 
 HEADER = (
@@ -115,24 +156,24 @@ HEADER = (
 
 
 def recipe_section(recipe: str, weights: Path) -> list[str]:
+    """The recipe's table: every run kept in `weights` (this store's finished runs copied there
+    first; runs kept from other stores and machines stay), then this store's unfinished ones."""
     text = (files("bench.conf") / "recipe" / f"{recipe}.yaml").read_text()
     comment = [line.lstrip("# ") for line in text.splitlines()[1:] if line.startswith("#")]
-    runs, unfinished = recipe_runs(recipe), unfinished_lines(recipe)
+    for _, run in recipe_runs(recipe).iterrows():
+        _keep(recipe, run, weights)
+    kept, unfinished = kept_records(recipe, weights), unfinished_lines(recipe)
     lines = [f"## `{recipe}`", "", " ".join(comment), ""]
-    if runs.empty:
+    if not kept:
         return lines + (unfinished or _not_run(recipe, text))
-    lines += [HEADER, "|---" * 10 + "|"]
-    kept = []
-    for _, run in runs.iterrows():
-        lines.append(run_row(recipe, run))
-        kept.append((_keep(recipe, run, weights), _reference(recipe, run)))
-    lines += certified_lines(kept)
+    lines += [HEADER, "|---" * 10 + "|", *(record_row(record) for _, record in kept)]
+    lines += certified_lines([(folder, reference(record)) for folder, record in kept])
     command = (
         f"Command: `python -m bench.run recipe={recipe} [data=...] trainer.seed=N`; configs and "
         f"weights in `{weights.name}/`: `model.safetensors` (tensors only) for the variant "
         "`bench.job.build_model` builds from `config.yaml` (runs made before: `model.pt`), and "
         "the MLflow model, `mlflow.pytorch.load_model(FOLDER/model)` (a pickle: load it only "
-        "from a source you trust)."
+        "from a source you trust). Each folder's `run.json` is its row."
     )
     return [*lines, "", command, "", *unfinished]
 
@@ -179,8 +220,9 @@ def certified_lines(kept: list[tuple[Path, dict | None]]) -> list[str]:
     return ["", intro, "", *lines] if lines else []
 
 
-def _keep(recipe: str, run: pd.Series, weights: Path) -> Path:
-    """The run's config and model copied to `weights/<recipe>-<data>-<variant>-seed<N>/`."""
+def _keep(recipe: str, run: pd.Series, weights: Path) -> None:
+    """The run's config, model and row (RECORD) copied to
+    `weights/<recipe>-<data>-<variant>-seed<N>/`."""
     name = f"{recipe}-{run['params.data.name']}-{run['params.model.name']}"
     folder = weights / f"{name}-seed{run['params.trainer.seed']}"
     folder.mkdir(parents=True, exist_ok=True)
@@ -189,7 +231,7 @@ def _keep(recipe: str, run: pd.Series, weights: Path) -> Path:
     client = mlflow.MlflowClient(mlflow.get_tracking_uri())
     if has_logged_model(client, run["run_id"]):
         download_model(client, run["run_id"], folder)
-    return folder
+    (folder / RECORD).write_text(json.dumps(run_record(recipe, run), indent=1) + "\n")
 
 
 INTRO = (

@@ -32,7 +32,9 @@ def test_burdas_two_layer_model_is_the_hvae_in_his_recipe():
     assert encoder == [200, 200, 200]  # two hidden layers of 200, then (mu, logvar) of z1 (100)
 
 
-def test_the_table_lists_recipe_runs_and_keeps_their_weights(tracking_uri, tmp_path):
+def test_the_table_lists_recipe_runs_and_keeps_their_weights_and_rows(
+    tracking_uri, tmp_path, capsys
+):
     small = ["data=digits", "trainer.epochs=2", "eval.k=5", f"tracking_uri={tracking_uri}"]
     assert run_main(["recipe=vampprior2018", *small]) == 0
     assert run_main(small) == 0  # not a recipe run: not listed
@@ -47,6 +49,14 @@ def test_the_table_lists_recipe_runs_and_keeps_their_weights(tracking_uri, tmp_p
     assert (folder / "config.yaml").exists() and not (folder / "model.pt").exists()
     model = mlflow.pytorch.load_model(str(folder / "model"))
     assert type(model).__name__ == "VAE" and model.z_dim == 40
+
+    elsewhere = f"sqlite:///{tmp_path / 'another-machine.db'}"  # a store without the run
+    assert main(["--tracking-uri", elsewhere, "--out", str(out)]) == 0
+    assert [line for line in out.read_text().splitlines() if line.startswith("| digits |")] == rows
+    (folder / "run.json").write_text('{"recipe": "vampprior2018", "nll": 1.0}')
+    assert main(["--tracking-uri", elsewhere, "--out", str(out)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: ") and "run.json is not a run record: it lacks data" in error
 
 
 def test_a_recipe_run_stopped_midway_is_listed_with_how_far_it_got(tracking_uri, tmp_path):
