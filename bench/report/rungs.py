@@ -44,9 +44,7 @@ def moved(ours: pd.DataFrame, theirs: pd.DataFrame) -> dict[str, tuple[float, fl
     for part in RUNG_NAMES:
         both = ours[part].notna() & theirs[part].notna()
         if both.sum() > 1:
-            a, b = (
-                torch.from_numpy(f.loc[both, part].to_numpy(np.float64)) for f in (ours, theirs)
-            )
+            a, b = (torch.tensor(f.loc[both, part].to_numpy(np.float64)) for f in (ours, theirs))
             out[part] = paired_difference(a, b)
     return out
 
