@@ -59,6 +59,11 @@ class Move:
     row: pd.Series
     base: pd.Series
 
+    @property
+    def entropy_known(self) -> bool:
+        """Whether the excess is nll − H(data); else its Δ is the nll's (H(data) the same)."""
+        return not pd.isna(self.row.get("data_entropy"))
+
 
 def rung_moves(rows: pd.DataFrame, study: StudyRuns) -> list[Move]:
     """One per variant, where the study swept `model` and ran the VAE once (one row)."""
@@ -82,7 +87,7 @@ def rung_moves(rows: pd.DataFrame, study: StudyRuns) -> list[Move]:
 def sentence(move: Move) -> str:
     name, deltas, row, base = move.name, move.deltas, move.row, move.base
     names = dict(RUNG_NAMES)
-    if pd.isna(row.get("data_entropy")):  # its Δ is the nll's: H(data) is the same, unknown
+    if not move.entropy_known:  # its Δ is the nll's: H(data) is the same, unknown
         names["excess"] = "the excess (its nll: H(data) unknown)"
     parts = ", ".join(f"{names[p]} {m:+.3f} ± {se:.3f}" for p, (m, se) in deltas.items())
     real = {p: v for p, v in deltas.items() if abs(v[0]) > INDISTINGUISHABLE_SE * v[1]}
