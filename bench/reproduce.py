@@ -31,6 +31,8 @@ from bench.tracking.weights import LEGACY_WEIGHTS, WEIGHTS
 
 RECORD = "run.json"  # a kept run's row: the table is built from the kept folders
 ROW_ORDER = ("data", "variant", "k_train", "seed")
+CERTIFIED_METRICS = ("nll", "nll_ais", "iw_slack", "iw_slack_se", "ais_examples")
+CERTIFIED_METRICS += ("bdmc_gap", "bdmc_examples")
 RECORD_KEYS = (*ROW_ORDER, "recipe", "epochs_run", "epochs", "best_epoch", "train_seconds", "k")
 RECORD_KEYS += ("nll", "nll_se")
 
@@ -110,6 +112,7 @@ def run_record(recipe: str, run: pd.Series) -> dict[str, Any]:
         "k": k,
         "nll": float(nll),
         "nll_se": float(se),
+        "certified": own_certified(run),
     }
 
 
@@ -167,7 +170,7 @@ def recipe_section(recipe: str, weights: Path) -> list[str]:
     if not kept:
         return lines + (unfinished or _not_run(recipe, text))
     lines += [HEADER, "|---" * 10 + "|", *(record_row(record) for _, record in kept)]
-    lines += certified_lines([(folder, reference(record)) for folder, record in kept])
+    lines += certified_lines([(folder, record, reference(record)) for folder, record in kept])
     command = (
         f"Command: `python -m bench.run recipe={recipe} [data=...] trainer.seed=N`; configs and "
         f"weights in `{weights.name}/`: `model.safetensors` (tensors only) for the variant "
@@ -188,36 +191,64 @@ def _not_run(recipe: str, text: str) -> list[str]:
     ]
 
 
-def certified_lines(kept: list[tuple[Path, dict | None]]) -> list[str]:
-    """For each copied run (its folder, its published reference) that `python -m bench.score
-    folder=...` gave AIS (its scores.json): how far AIS finds the IW bound above -ln p on the
-    same examples, and ours - published on the certified rung. The published numbers are IW
-    bounds themselves."""
+def certified_lines(kept: list[tuple[Path, dict[str, Any], dict | None]]) -> list[str]:
+    """For each kept run (its folder, record, published reference) with AIS, from its own
+    evaluation (its record's `certified`) or from `python -m bench.score folder=...` (its
+    scores.json): how far AIS finds the IW bound above -ln p on the same examples, and ours -
+    published on the certified rung. The published numbers are IW bounds themselves."""
     lines = []
-    for folder, ref in kept:
-        scores = json.loads(p.read_text()) if (p := folder / SCORES).is_file() else {}
-        for prefix, score in ((p, e) for p, entries in scores.items() for e in entries):
+    for folder, record, ref in kept:
+        for where, k, score in _ais_scores(folder, record):
             m = score["metrics"]
-            if "nll_ais" not in m:
-                continue
             ours = m["nll"] - max(m["iw_slack"], 0.0)
             gap = f"{ours - ref['nll']:+.2f}" if ref is not None else "n/a"
-            k = ref.get("k", "?") if ref is not None else "?"
+            their_k = ref.get("k", "?") if ref is not None else "?"
             bdmc = (
                 f" (BDMC gap on {int(m['bdmc_examples'])} simulated: {m['bdmc_gap']:.2f})"
                 if "bdmc_gap" in m
                 else ""
             )
             lines.append(
-                f"- `{folder.name}` (`{prefix}`: {score['settings']}): AIS on the first "
+                f"- `{folder.name}` ({where}: {score['settings']}): AIS on the first "
                 f"{int(m['ais_examples'])} test examples is {m['iw_slack']:.2f} ± "
-                f"{m['iw_slack_se']:.2f} nats below the IW bound at k = {prefix.split('_k')[1]}"
+                f"{m['iw_slack_se']:.2f} nats below the IW bound at k = {k}"
                 f"{bdmc}: certified −ln p {ours:.2f}, {gap} against the published number. That "
-                f"is an IW bound (k = {k}) too, with a slack of its own nobody measured: like for "
-                "like is the table's IW against IW."
+                f"is an IW bound (k = {their_k}) too, with a slack of its own nobody measured: "
+                "like for like is the table's IW against IW."
             )
-    intro = "Certified rung (`python -m bench.score folder=FOLDER eval.ais.…`, in `scores.json`):"
+    intro = (
+        "Certified rung (the run's own evaluation, or `python -m bench.score folder=FOLDER "
+        "eval.ais.…` in `scores.json`):"
+    )
     return ["", intro, "", *lines] if lines else []
+
+
+def _ais_scores(folder: Path, record: dict[str, Any]) -> list[tuple[str, int, dict[str, Any]]]:
+    """(where, k, score) of each of the run's evaluations with AIS."""
+    own = record.get("certified")
+    found = [("its own evaluation", int(own["k"]), own)] if own else []
+    scores = json.loads(p.read_text()) if (p := folder / SCORES).is_file() else {}
+    for prefix, entries in scores.items():
+        k = int(re.search(r"_k(\d+)", prefix)[1])
+        found += [(f"`{prefix}`", k, e) for e in entries if "nll_ais" in e["metrics"]]
+    return found
+
+
+def own_certified(run: pd.Series) -> dict[str, Any] | None:
+    """The run's own AIS evaluation of its test split (k, settings, metrics), if it ran one."""
+    if pd.isna(run.get("metrics.test/nll_ais")):
+        return None
+    metrics = {
+        key: float(run[f"metrics.test/{key}"])
+        for key in CERTIFIED_METRICS
+        if pd.notna(run.get(f"metrics.test/{key}"))
+    }
+    settings = [
+        f"eval.ais.{key}={run[f'params.eval.ais.{key}']}"
+        for key in ("examples", "steps", "chains", "start", "bdmc_examples")
+        if pd.notna(run.get(f"params.eval.ais.{key}"))
+    ]
+    return {"k": int(run["params.eval.k"]), "settings": " ".join(settings), "metrics": metrics}
 
 
 def _keep(recipe: str, run: pd.Series, weights: Path) -> None:

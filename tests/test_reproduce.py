@@ -88,10 +88,13 @@ def test_a_copied_run_scored_with_ais_gets_its_certified_line(tmp_path):
     metrics |= {"ais_examples": 100, "bdmc_examples": 50, "bdmc_gap": 0.4}
     scores = {"test_k5000": [{"settings": "eval.k=5000 eval.ais.examples=100", "metrics": metrics}]}
     (folder / "scores.json").write_text(json.dumps(scores))
-    lines = certified_lines([(folder, {"nll": 228.70, "k": 5000})])
+    lines = certified_lines([(folder, {}, {"nll": 228.70, "k": 5000})])
     (line,) = [x for x in lines if x.startswith("- ")]
     assert "(`test_k5000`: eval.k=5000 eval.ais.examples=100)" in line
     assert "first 100 test examples is 0.31 ± 0.05 nats below the IW bound at k = 5000" in line
     assert "certified −ln p 227.93, -0.77 against the published number" in line
     assert "That is an IW bound (k = 5000) too" in line
-    assert certified_lines([(tmp_path, None)]) == []  # no scores.json: no line
+    assert certified_lines([(tmp_path, {}, None)]) == []  # no scores.json: no line
+    own = {"k": 1000, "settings": "eval.ais.examples=100", "metrics": metrics}
+    (line,) = [x for x in certified_lines([(tmp_path, {"certified": own}, None)]) if x[:2] == "- "]
+    assert "(its own evaluation: eval.ais.examples=100)" in line and "IW bound at k = 1000" in line
