@@ -31,10 +31,26 @@ from bench.tracking.weights import LEGACY_WEIGHTS, WEIGHTS
 
 RECORD = "run.json"  # a kept run's row: the table is built from the kept folders
 ROW_ORDER = ("data", "variant", "k_train", "seed")
-CERTIFIED_METRICS = ("nll", "nll_ais", "iw_slack", "iw_slack_se", "ais_examples")
-CERTIFIED_METRICS += ("bdmc_gap", "bdmc_examples")
-RECORD_KEYS = (*ROW_ORDER, "recipe", "epochs_run", "epochs", "best_epoch", "train_seconds", "k")
-RECORD_KEYS += ("nll", "nll_se")
+CERTIFIED_METRICS = (
+    "nll",
+    "nll_ais",
+    "iw_slack",
+    "iw_slack_se",
+    "ais_examples",
+    "bdmc_gap",
+    "bdmc_examples",
+)
+RECORD_KEYS = (
+    *ROW_ORDER,
+    "recipe",
+    "epochs_run",
+    "epochs",
+    "best_epoch",
+    "train_seconds",
+    "k",
+    "nll",
+    "nll_se",
+)
 
 
 def recipe_runs(recipe: str, finished: bool = True) -> pd.DataFrame:

@@ -10,19 +10,17 @@ runs were tagged with their process) needs force=true.
 """
 
 import sys
-from functools import partial
 
-import torch
 from mlflow.entities import Run, RunStatus
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from bench.cli import key_value_main, key_values
 from bench.errors import BenchError
-from bench.job import CHECKPOINT, run_job
+from bench.job import run_job
 from bench.run import SHOWN
 from bench.runtime.processes import gone, this_process
-from bench.stored_run import read_artifact, stored_config
+from bench.stored_run import read_checkpoint, stored_config
 from bench.tracking import mlflow_runs
 
 USAGE = "run=RUN_ID [tracking_uri=URI] [progress=true|false] [force=true]"
@@ -44,7 +42,7 @@ def resume(
         )
     uri = client.tracking_uri
     cfg = stored_config(run_id, uri)
-    state = read_artifact(run_id, CHECKPOINT, uri, partial(torch.load, weights_only=True))
+    state = read_checkpoint(run_id, uri)
     state.setdefault("train_seconds", _seconds_until(client, run, state["epoch"]))
     started = run.data.tags.get("resumed_from_epoch")
     epochs = f"{started},{state['epoch']}" if started else str(state["epoch"])

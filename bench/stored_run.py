@@ -3,10 +3,12 @@
 import os
 import tempfile
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import mlflow
+import torch
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
@@ -14,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from bench.config import load_config
 from bench.data.dataset import Dataset
 from bench.errors import BenchError, first_line
-from bench.job import CONFIG, build_model, load_data
+from bench.job import CHECKPOINT, CONFIG, build_model, load_data
 from bench.tracking.weights import LEGACY_WEIGHTS, WEIGHTS, load_weights
 from models.base import LatentModel
 
@@ -104,6 +106,11 @@ def read_artifact(run_id: str, name: str, tracking_uri: str | None, read: Callab
         except OSError as e:
             raise BenchError(f"run {run_id} has no {name} artifact: {e}") from None
         return read(path)
+
+
+def read_checkpoint(run_id: str, tracking_uri: str | None) -> dict[str, Any]:
+    """The run's last training checkpoint (bench.job.CHECKPOINT), read as tensors only."""
+    return read_artifact(run_id, CHECKPOINT, tracking_uri, partial(torch.load, weights_only=True))
 
 
 def _why(run_id: str, name: str, error: MlflowException) -> str:

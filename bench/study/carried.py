@@ -4,16 +4,13 @@ the trial. The study's fingerprint makes their configs the same but for how they
 
 import pickle
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import optuna
-import torch
 from mlflow.tracking import MlflowClient
 
 from bench.errors import BenchError
-from bench.job import CHECKPOINT
-from bench.stored_run import read_artifact
+from bench.stored_run import read_checkpoint
 from bench.training.checkpoint import FORMAT
 
 
@@ -46,9 +43,8 @@ def carried_checkpoint(
 def _checkpoint(run_id: str, tracking_uri: str) -> dict[str, Any] | None:
     """The run's checkpoint, or None where it has none or one that cannot be read (cut short
     while being written, or of another format)."""
-    load = partial(torch.load, weights_only=True)
     try:
-        state = read_artifact(run_id, CHECKPOINT, tracking_uri, load)
+        state = read_checkpoint(run_id, tracking_uri)
     except (BenchError, RuntimeError, EOFError, OSError, pickle.UnpicklingError):
         return None
     return state if isinstance(state, dict) and state.get("format") == FORMAT else None
