@@ -104,7 +104,9 @@ def _settings(overrides: list[str]) -> str:
 def rescoring_config(stored: DictConfig, overrides: list[str]) -> DictConfig:
     others = [o for o in overrides if not o.startswith("eval.")]
     if others:
-        raise BenchError(f"bench.score changes only eval.* settings, got {' '.join(others)}")
+        raise BenchError(
+            f"a finished run evaluated again changes only eval.* settings, got {' '.join(others)}"
+        )
     cfg = stored.copy()
     for key in AUTO_EVAL_KEYS:
         OmegaConf.update(cfg, f"eval.{key}", "auto")

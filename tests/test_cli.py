@@ -240,6 +240,7 @@ def test_interrupt_ends_the_run_killed_and_keeps_finished_epochs(tmp_path, track
 
 ENTRY_POINTS = [
     (["bench.resume"], 2, "error: usage: python -m bench.resume run=RUN_ID"),
+    (["bench.compare", "a=RUN_ID"], 2, "error: which runs? python -m bench.compare a="),
     (["bench.study", "study=nosuch"], 2, "error: unknown study 'nosuch'"),
     (["bench.report", "study=smoke", "tracking_uri=sqlite:///none.db"], 2, "error: no study named"),
     (["bench.perf", "--help"], 0, "usage: python -m bench.perf "),

@@ -74,6 +74,7 @@ def test_the_top_of_bench_holds_only_entry_points_and_what_they_share():
     assert top == {
         "__init__",
         "cli",
+        "compare",
         "config",
         "errors",
         "job",

@@ -12,6 +12,7 @@ draws are binary levels (L = 2, binarization is the identity) or continuous floa
 they are).
 """
 
+import copy
 import hashlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -137,6 +138,13 @@ class Dataset:
         if self._static_train_x is not None:
             return self._static_train_x[rows].float()
         return self.transform(self.train.levels[rows], generator).float()
+
+    def first_test_examples(self, n: int) -> "Dataset":
+        """The same data with only the first `n` test examples, their fixed draws kept."""
+        out = copy.copy(self)
+        out.test = Split(self.test.levels[:n], self.test.labels[:n])
+        out.test_x = self.test_x[:n]
+        return out
 
     def provenance(self) -> dict[str, Any]:
         known = {}

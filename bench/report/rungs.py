@@ -9,6 +9,7 @@ import pandas as pd
 import torch
 
 from bench.evaluation.estimators.stats import paired_difference
+from bench.evaluation.per_example import gap_parts
 from bench.report.paired import INDISTINGUISHABLE_SE, per_example_table
 from bench.report.runs import StudyRuns
 from bench.report.table import label
@@ -29,13 +30,7 @@ def per_example_parts(run_ids: list[str]) -> pd.DataFrame | None:
     if any(t is None or "nll" not in t for t in tables):
         return None
     mean = sum(t.reindex(columns=list(COLUMNS)) for t in tables) / len(tables)
-    return pd.DataFrame(
-        {
-            "excess": mean["nll"],
-            "approximation_gap": mean["neg_elbo_optimal"] - mean["gap_subset_nll"],
-            "amortization_gap": mean["neg_elbo"] - mean["neg_elbo_optimal"],
-        }
-    )
+    return pd.DataFrame({"excess": mean["nll"], **gap_parts(mean)})
 
 
 def moved(ours: pd.DataFrame, theirs: pd.DataFrame) -> dict[str, tuple[float, float]]:

@@ -1,0 +1,96 @@
+"""python -m bench.compare: two finished runs (from a store or a folder) paired on the same test
+examples with the same noise."""
+
+import json
+import math
+
+import mlflow
+import pytest
+from mlflow.tracking import MlflowClient
+
+from bench.compare import main as compare_main
+from bench.job import CONFIG
+from bench.run import main as run_main
+from bench.tracking.weights import WEIGHTS
+
+SHORT = ["trainer.epochs=2", "eval.k=5"]
+
+
+def finished(tracking_uri: str, *overrides: str) -> str:
+    client = MlflowClient(tracking_uri)
+    before = {r.info.run_id for r in _runs(client)}
+    assert run_main([*SHORT, *overrides, f"tracking_uri={tracking_uri}"]) == 0
+    (run_id,) = {r.info.run_id for r in _runs(client)} - before
+    return run_id
+
+
+def _runs(client: MlflowClient):
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    return client.search_runs(experiments) if experiments else []
+
+
+@pytest.fixture
+def two_runs(tracking_uri) -> tuple[str, str]:
+    return finished(tracking_uri), finished(tracking_uri, "model=iwae")
+
+
+def compared(tmp_path, capsys, *args: str) -> dict:
+    out = tmp_path / "compared.json"
+    assert compare_main([*args, f"out={out}"]) == 0, capsys.readouterr().err
+    return json.loads(out.read_text())
+
+
+def test_a_run_against_itself_and_its_folder_copy_differs_by_nothing(
+    two_runs, tracking_uri, tmp_path, capsys
+):
+    vae, _ = two_runs
+    folder = tmp_path / "copied"
+    for name in (CONFIG, WEIGHTS):
+        mlflow.artifacts.download_artifacts(
+            run_id=vae, artifact_path=name, dst_path=str(folder), tracking_uri=tracking_uri
+        )
+    uri = f"tracking_uri={tracking_uri}"
+    for other in (vae, str(folder)):
+        rows = compared(tmp_path, capsys, f"a={vae}", f"b={other}", uri)["rows"]
+        assert {"nll", "neg_elbo", "recon", "kl", "amortization_gap"} <= set(rows)
+        for row in rows.values():
+            assert row["delta"][0] == 0.0 and row["a"] == row["b"]
+            assert row["verdict"] == "within 2 SE"
+
+
+def test_two_runs_are_paired_on_the_same_examples(two_runs, tracking_uri, tmp_path, capsys):
+    vae, iwae = two_runs
+    args = [f"a={iwae}", f"b={vae}", f"tracking_uri={tracking_uri}", "eval.k=50"]
+    found = compared(tmp_path, capsys, *args)
+    assert found["k"] == 50 and found["test_examples"] == 360
+    nll = found["rows"]["nll"]
+    (mean_a, se_a), (mean_b, se_b), (delta, delta_se) = nll["a"], nll["b"], nll["delta"]
+    assert nll["examples"] == 360
+    assert delta == pytest.approx(mean_a - mean_b, abs=1e-9)
+    # the examples' difficulty, shared by both models, cancels in the paired difference
+    assert delta_se < 0.5 * math.hypot(se_a, se_b)
+    printed = capsys.readouterr().out
+    assert f"a: run {iwae} (iwae)" in printed and "| nll (IW bound) | 360 |" in printed
+    subset = compared(tmp_path, capsys, *args, "examples=40")
+    assert subset["test_examples"] == 40
+    assert all(row["examples"] <= 40 for row in subset["rows"].values())
+
+
+def test_runs_that_do_not_compare_are_one_error_line(two_runs, tracking_uri, tmp_path, capsys):
+    vae, _ = two_runs
+    uri = f"tracking_uri={tracking_uri}"
+    other_data = finished(tracking_uri, "data.binarize=static")
+    ae = finished(tracking_uri, "model=ae")
+    cases = [
+        ([f"a={vae}", f"b={other_data}"], "same test examples: binarize dynamic vs static"),
+        ([f"a={ae}", f"b={vae}"], "(ae) bounds no likelihood"),
+        ([f"a={vae}", "b=nosuch"], "no run 'nosuch' in the tracking store"),
+        ([f"a={vae}", f"b={tmp_path}/gone"], "no such folder"),
+        ([f"a={vae}"], "which runs?"),
+        ([f"a={vae}", f"b={vae}", "examples=0"], "examples must be an integer >= 1"),
+        ([f"a={vae}", f"b={vae}", "model.z_dim=3"], "changes only eval.* settings"),
+    ]
+    for args, message in cases:
+        assert compare_main([*args, uri]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and message in err and err.count("\n") == 1, err
