@@ -5,7 +5,9 @@ of W the true posterior is diagonal: N(S W^T (x - b) / s2, S), S = diag(1 / (1 +
 so the model's own (linear, diagonal) encoder can represent it exactly.
 """
 
+import io
 import math
+import sys
 from functools import partial
 
 import pytest
@@ -15,7 +17,7 @@ from torch.distributions import MultivariateNormal
 from bench.evaluation.estimators.ais import STARTS, AISSettings, ais
 from bench.evaluation.estimators.gaps import auto_examples, decompose
 from bench.evaluation.estimators.iw import iw_terms, log_weights, prefix_sizes
-from bench.evaluation.estimators.optimal_q import Search
+from bench.evaluation.estimators.optimal_q import Search, optimal_q
 from bench.evaluation.estimators.quadrature import QuadratureSettings, exact_log_px
 from bench.evaluation.estimators.stats import mean_se, paired_difference
 from models import Gaussian, variant
@@ -306,3 +308,21 @@ def test_on_a_nonlinear_model_quadrature_le_ais_le_iw(trained_2d, start):
         gap, se = paired_difference(looser, tighter)
         assert gap > -3 * se
     assert paired_difference(iw, exact)[0] > 0.01  # the IW bound at k = 100 has slack to see
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_long_estimates_show_a_bar_on_a_terminal_only(setup, monkeypatch, terminal):
+    model, x = setup[0], setup[1][:40]
+    monkeypatch.setattr("bench.runtime.progress.SHOW_AFTER_S", 0.0)
+    monkeypatch.setattr("sys.stderr", Terminal() if terminal else io.StringIO())
+    iw_terms(model, x, None, k=50, rows_per_chunk=100)
+    ais(model, x[:2], None, AISSettings(steps=3, chains=2, leapfrog=1))
+    optimal_q(model, x[:2], None, Search(cycle_steps=2, max_cycles=1))
+    shown = sys.stderr.getvalue()
+    for bar in ("IW bound (k=50)", "AIS", "q* search"):
+        assert (bar in shown) == terminal, shown

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
+from bench.runtime.progress import progress
 from bench.signals import raise_if_interrupted
 from models.base import LatentModel
 
@@ -112,11 +113,13 @@ def _anneal(model, x, y, settings: AISSettings, reverse_from) -> AISResult:
         z = reverse_from.expand(settings.chains, *reverse_from.shape).clone()
     chain = _Chain(target, z, betas[0], settings)
     log_w = torch.zeros(z.shape[:2], dtype=torch.float64, device=x.device)
-    for i in range(1, len(betas)):
-        raise_if_interrupted()
-        log_w += (betas[i] - betas[i - 1]) * chain.log_l
-        if i < len(betas) - 1:
-            chain.transition(betas[i])
+    with progress(len(betas) - 1, "AIS" if reverse_from is None else "reverse AIS", "step") as bar:
+        for i in range(1, len(betas)):
+            raise_if_interrupted()
+            log_w += (betas[i] - betas[i - 1]) * chain.log_l
+            if i < len(betas) - 1:
+                chain.transition(betas[i])
+            bar.update()
     sign = 1.0 if reverse_from is None else -1.0
     log_mean, chain_se = _log_mean_exp(log_w)
     return AISResult(sign * log_mean, chain_se, chain.acceptance())

@@ -5,6 +5,7 @@ import math
 import torch
 
 from bench.errors import BenchError
+from bench.runtime.progress import progress
 from bench.signals import raise_if_interrupted
 from models.base import LatentModel
 from models.posterior import Posterior
@@ -40,42 +41,58 @@ def iw_terms(
     and `log_px_at_k` (len(prefix_sizes(k)), N): the bound from the first 1, 10, ... of the same
     samples (nested prefixes: no extra decoder passes). The proposal is the encoder's q unless
     its parameters (models.posterior) are given for every example of x."""
-    samples = min(k, rows_per_chunk)
-    batch = max(1, rows_per_chunk // samples)
-    sizes = prefix_sizes(k)
+    batch = max(1, rows_per_chunk // min(k, rows_per_chunk))
     out: dict[str, list[torch.Tensor]] = {"log_px_at_k": [], "recon": [], "kl": []}
-    for start in range(0, len(x), batch):
-        rows = slice(start, start + batch)
-        yb = None if y is None else y[rows]
-        params = (
-            model.variational_params(x[rows], yb)
-            if proposal is None
-            else tuple(t[rows] for t in proposal)
-        )
-        q = model.posterior(params, yb)
-        running = torch.full((len(params[0]),), -math.inf, dtype=torch.float64, device=x.device)
-        at_k, recon_sum, kl_sum = [], 0.0, 0.0
-        for done in range(0, k, samples):
-            raise_if_interrupted()
-            n = min(samples, k - done)
-            lw, log_px_z = _fitting(log_weights, rows_per_chunk, model, x[rows], yb, q, n)
-            lw = lw.double()
-            at_k += [
-                torch.logaddexp(running, torch.logsumexp(lw[: size - done], 0)) - math.log(size)
-                for size in sizes
-                if done < size <= done + n
-            ]
-            running = torch.logaddexp(running, torch.logsumexp(lw, 0))
-            recon_sum = recon_sum - log_px_z.double().sum(0)
-            kl_sum = kl_sum + (log_px_z.double() - lw).sum(0)  # ln q - ln p(z)
-        exact_kl = model.analytic_kl(q)
-        out["log_px_at_k"].append(torch.stack(at_k))
-        out["recon"].append(recon_sum / k)
-        out["kl"].append(kl_sum / k if exact_kl is None else exact_kl.double())
+    with progress(len(x), f"IW bound (k={k})", "example") as bar:
+        for start in range(0, len(x), batch):
+            rows = slice(start, start + batch)
+            yb = None if y is None else y[rows]
+            params = (
+                model.variational_params(x[rows], yb)
+                if proposal is None
+                else tuple(t[rows] for t in proposal)
+            )
+            for name, value in _batch_terms(model, x[rows], yb, params, k, rows_per_chunk).items():
+                out[name].append(value)
+            bar.update(len(params[0]))
     terms = {"log_px_at_k": torch.cat(out["log_px_at_k"], 1)}
     terms |= {name: torch.cat(out[name]) for name in ("recon", "kl")}
     terms["log_px"] = terms["log_px_at_k"][-1]
     return terms
+
+
+def _batch_terms(
+    model: LatentModel,
+    x: torch.Tensor,
+    y: torch.Tensor | None,
+    params: Params,
+    k: int,
+    rows_per_chunk: int,
+) -> dict[str, torch.Tensor]:
+    """iw_terms of one batch of examples, its k samples drawn a chunk at a time."""
+    samples, sizes = min(k, rows_per_chunk), prefix_sizes(k)
+    q = model.posterior(params, y)
+    running = torch.full((len(params[0]),), -math.inf, dtype=torch.float64, device=x.device)
+    at_k, recon_sum, kl_sum = [], 0.0, 0.0
+    for done in range(0, k, samples):
+        raise_if_interrupted()
+        n = min(samples, k - done)
+        lw, log_px_z = _fitting(log_weights, rows_per_chunk, model, x, y, q, n)
+        lw = lw.double()
+        at_k += [
+            torch.logaddexp(running, torch.logsumexp(lw[: size - done], 0)) - math.log(size)
+            for size in sizes
+            if done < size <= done + n
+        ]
+        running = torch.logaddexp(running, torch.logsumexp(lw, 0))
+        recon_sum = recon_sum - log_px_z.double().sum(0)
+        kl_sum = kl_sum + (log_px_z.double() - lw).sum(0)  # ln q - ln p(z)
+    exact_kl = model.analytic_kl(q)
+    return {
+        "log_px_at_k": torch.stack(at_k),
+        "recon": recon_sum / k,
+        "kl": kl_sum / k if exact_kl is None else exact_kl.double(),
+    }
 
 
 def _fitting(compute, rows_per_chunk: int, *args):

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from bench.evaluation.estimators.iw import Params
+from bench.runtime.progress import progress
 from bench.signals import raise_if_interrupted
 from models.base import LatentModel
 
@@ -59,6 +60,7 @@ def _cycles(
     check_noise = torch.randn(search.check_samples, *shape, dtype=like.dtype, device=like.device)
     best = _fixed_noise_neg_elbo(model, x, y, params, check_noise)
     kept = tuple(t.detach().clone() for t in params)
+    bar = progress(search.max_cycles * search.cycle_steps, "q* search", "step")
     for cycle in range(1, search.max_cycles + 1):
         optimizer = torch.optim.Adam(params, lr=search.lr / 2 ** (cycle - 1))
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, search.cycle_steps)
@@ -70,6 +72,7 @@ def _cycles(
             loss.sum().backward()
             optimizer.step()
             schedule.step()
+            bar.update()
         now = _fixed_noise_neg_elbo(model, x, y, params, check_noise)
         better = now < best
         improved = torch.where(better, now, best)  # a NaN check keeps the example's best
@@ -79,6 +82,7 @@ def _cycles(
         )
         if gain < search.tol:
             break
+    bar.close()
     return OptimalQ(kept, cycle * search.cycle_steps, gain)
 
 
