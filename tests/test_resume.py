@@ -8,7 +8,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from bench import resume, run
+from bench import job, resume, run
 from bench.data.load import load
 from bench.job import build_model
 from bench.runtime.processes import this_process
@@ -26,6 +26,8 @@ RECIPE = [
     "trainer.patience=20",
 ]
 
+STOPS_EARLY = ["model.h_dim=32", "trainer.epochs=30", "trainer.patience=2", "trainer.lr=0.03"]
+
 
 def test_training_resumed_from_a_checkpoint_ends_as_if_never_stopped():
     cfg = config(*RECIPE, "trainer.epochs=7", "trainer.checkpoint_minutes=0")
@@ -34,13 +36,64 @@ def test_training_resumed_from_a_checkpoint_ends_as_if_never_stopped():
     whole = build_model(cfg, data, 0)
     keep = Checkpointing(lambda state: states.append(copy.deepcopy(state)), minutes=0)
     history = train(whole, data, cfg.trainer, checkpoint=keep)
-    assert [s["epoch"] for s in states] == list(range(1, 8))
+    assert [(s["epoch"], s["trained"]) for s in states] == [
+        *((epoch, False) for epoch in range(1, 8)),
+        (7, True),  # training's end
+    ]
 
     resumed = build_model(cfg, data, 0)
     rest = train(resumed, data, cfg.trainer, resume=states[2])  # from the end of epoch 3
     assert rest == history and rest.best_epoch == history.best_epoch
     for name, value in whole.state_dict().items():
         assert torch.equal(resumed.state_dict()[name], value), name
+
+
+def test_a_run_stopped_early_and_killed_in_its_evaluation_trains_no_more_on_resume():
+    cfg = config(*STOPS_EARLY)
+    cfg.trainer.checkpoint_minutes = 0
+    data = load(cfg.data)
+    states = []
+    whole = build_model(cfg, data, 0)
+    keep = Checkpointing(lambda state: states.append(copy.deepcopy(state)), minutes=0)
+    history = train(whole, data, cfg.trainer, checkpoint=keep)
+    final = states[-1]
+    assert final["trained"] and final["epoch"] == len(history) < cfg.trainer.epochs
+
+    resumed = build_model(cfg, data, 0)
+    rest = train(resumed, data, cfg.trainer, resume=final)
+    assert rest == history and rest.best_epoch == history.best_epoch
+    for name, value in whole.state_dict().items():  # the best epoch's weights, as evaluated
+        assert torch.equal(resumed.state_dict()[name], value), name
+    untold = train(build_model(cfg, data, 0), data, cfg.trainer, resume=final | {"trained": False})
+    assert len(untold) > len(history)  # without the mark, early stopping's epoch is trained on
+
+
+def test_bench_resume_of_a_run_killed_in_its_evaluation_only_evaluates(
+    tracking_uri, monkeypatch, handlers_restored
+):
+    args = [*STOPS_EARLY, "trainer.checkpoint_minutes=0", "eval.k=20", "eval.gap_examples=0"]
+    args += [f"tracking_uri={tracking_uri}"]
+
+    def signalled_once_trained(name: str) -> None:
+        if name == "job:trained":
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(job, "kill_point", signalled_once_trained)
+    assert run.main(args) == 130
+    monkeypatch.undo()
+    client = MlflowClient(tracking_uri)
+    (stopped,) = _runs(client)
+    run_id = stopped.info.run_id
+    assert resume.main([f"run={run_id}", f"tracking_uri={tracking_uri}"]) == 0
+    assert run.main(args) == 0
+    resumed, whole = _runs(client)
+    epochs = int(whole.data.metrics["epochs_run"])
+    assert epochs < 30  # stopped early: its last periodic checkpoint is of the epoch before
+    assert resumed.data.tags["resumed_from_epoch"] == str(epochs)
+    steps = [m.step for m in client.get_metric_history(run_id, "train/objective")]
+    assert steps == list(range(1, epochs + 1))  # no epoch trained again
+    for key in ("test/neg_elbo", "test/nll", "epochs_run", "best_epoch"):
+        assert resumed.data.metrics[key] == whole.data.metrics[key], key
 
 
 @pytest.mark.parametrize("net", ["mlp", "conv"])

@@ -23,6 +23,7 @@ class Checkpointing:
 
     write: CheckpointWriter
     minutes: float
+    written: bool = False  # whether this run has written one yet
     _last: float = field(default_factory=time.monotonic)
 
     def due(self) -> bool:
@@ -30,7 +31,7 @@ class Checkpointing:
 
     def __call__(self, state: dict[str, Any]) -> None:
         self.write(state)
-        self._last = time.monotonic()
+        self.written, self._last = True, time.monotonic()
 
 
 @dataclass
@@ -44,11 +45,14 @@ class TrainingParts:
     history: list[dict[str, float]]
     generator: torch.Generator
 
-    def state(self, epoch: int) -> dict[str, Any]:
-        """The state at the end of `epoch` (tensors shared with the run: save it at once)."""
+    def state(self, epoch: int, trained: bool = False) -> dict[str, Any]:
+        """The state at the end of `epoch` (tensors shared with the run: save it at once);
+        `trained`: training ended there (the last epoch, or early stopping's), so a resume
+        trains no more and goes on to the evaluation."""
         return {
             "format": FORMAT,
             "epoch": epoch,
+            "trained": trained,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "schedule": self.schedule.state_dict(),

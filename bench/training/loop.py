@@ -91,8 +91,9 @@ def train(
     epoch's weights restored.
 
     `progress=None` shows a bar only on a terminal. `checkpoint` is handed the training state
-    at the end of an epoch when due; `resume`, such a state, goes on from its epoch with the numbers
-    an uninterrupted run has. Raises DivergedError on a non-finite loss.
+    at the end of an epoch when due, and, once it has been handed one, at training's end (marked
+    trained); `resume`, such a state, goes on from its epoch with the numbers an uninterrupted run
+    has (from a trained one: no epoch more). Raises DivergedError on a non-finite loss.
     """
     torch.manual_seed(cfg.seed)
     device = data.train.levels.device
@@ -105,7 +106,8 @@ def train(
     history = History()
     parts = TrainingParts(model, optimizer, schedule, stopping, history, generator)
     first = 1 if resume is None else parts.restore(resume)
-    epochs, quiet = range(first, cfg.epochs + 1), _quiet(progress)
+    last = first - 1 if resume is not None and resume.get("trained") else cfg.epochs
+    epochs, quiet = range(first, last + 1), _quiet(progress)
     bar = tqdm(epochs, "train", cfg.epochs, unit="epoch", initial=first - 1, disable=quiet)
     epoch = first - 1  # a run resumed at its last epoch runs none
     for epoch in bar:
@@ -130,6 +132,9 @@ def train(
             with deferred():
                 checkpoint(parts.state(epoch))
             kill_point("train:checkpointed")
+    if checkpoint is not None and checkpoint.written and epoch >= first:
+        with deferred():  # the evaluation, killed, is then all a resume has to do again
+            checkpoint(parts.state(epoch, trained=True))
     history.best_epoch = stopping.restore(model, epoch)
     return history
 
