@@ -3,6 +3,7 @@ the encoder outputs: a diagonal Gaussian's (mu, log sigma^2), the iaf's also its
 optimized against the ELBO with the model frozen, all examples at once (Cremer, Li & Duvenaud
 2018)."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -56,34 +57,52 @@ def _cycles(
     with torch.no_grad():
         start = model.variational_params(x, y)
     params = tuple(t.detach().clone().requires_grad_() for t in start)
-    shape, like = model.posterior(params, y).noise_shape, params[0]
-    check_noise = torch.randn(search.check_samples, *shape, dtype=like.dtype, device=like.device)
+    shape = model.posterior(params, y).noise_shape
+    check_noise = _noise(shape, params, search.check_samples)
     best = _fixed_noise_neg_elbo(model, x, y, params, check_noise)
     kept = tuple(t.detach().clone() for t in params)
-    bar = progress(search.max_cycles * search.cycle_steps, "q* search", "step")
-    for cycle in range(1, search.max_cycles + 1):
-        optimizer = torch.optim.Adam(params, lr=search.lr / 2 ** (cycle - 1))
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, search.cycle_steps)
-        for _ in range(search.cycle_steps):
-            raise_if_interrupted()
-            eps = torch.randn(search.samples, *shape, dtype=like.dtype, device=like.device)
-            loss = neg_elbo(model, x, y, params, eps)
-            optimizer.zero_grad(set_to_none=True)
-            loss.sum().backward()
-            optimizer.step()
-            schedule.step()
-            bar.update()
-        now = _fixed_noise_neg_elbo(model, x, y, params, check_noise)
-        better = now < best
-        improved = torch.where(better, now, best)  # a NaN check keeps the example's best
-        gain, best = float((best - improved).mean()), improved
-        kept = tuple(
-            torch.where(better[:, None], t.detach(), k) for t, k in zip(params, kept, strict=True)
-        )
-        if gain < search.tol:
-            break
-    bar.close()
+    with progress(search.max_cycles * search.cycle_steps, "q* search", "step") as bar:
+        for cycle in range(1, search.max_cycles + 1):
+            _adam_cycle(model, x, y, params, shape, search, cycle, bar.update)
+            now = _fixed_noise_neg_elbo(model, x, y, params, check_noise)
+            better = now < best
+            improved = torch.where(better, now, best)  # a NaN check keeps the example's best
+            gain, best = float((best - improved).mean()), improved
+            kept = tuple(
+                torch.where(better[:, None], t.detach(), k)
+                for t, k in zip(params, kept, strict=True)
+            )
+            if gain < search.tol:
+                break
     return OptimalQ(kept, cycle * search.cycle_steps, gain)
+
+
+def _adam_cycle(
+    model: LatentModel,
+    x: torch.Tensor,
+    y: torch.Tensor | None,
+    params: Params,
+    shape: tuple[int, ...],
+    search: Search,
+    cycle: int,
+    on_step: Callable[[], object],
+) -> None:
+    """One cosine-decayed cycle of Adam on the parameters, at the cycle's halved rate."""
+    optimizer = torch.optim.Adam(params, lr=search.lr / 2 ** (cycle - 1))
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, search.cycle_steps)
+    for _ in range(search.cycle_steps):
+        raise_if_interrupted()
+        loss = neg_elbo(model, x, y, params, _noise(shape, params, search.samples))
+        optimizer.zero_grad(set_to_none=True)
+        loss.sum().backward()
+        optimizer.step()
+        schedule.step()
+        on_step()
+
+
+def _noise(shape: tuple[int, ...], like: Params, n: int) -> torch.Tensor:
+    """n draws of the posterior's N(0, I) noise (`shape` per draw), as the parameters are."""
+    return torch.randn(n, *shape, dtype=like[0].dtype, device=like[0].device)
 
 
 @torch.no_grad()
