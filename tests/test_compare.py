@@ -3,6 +3,7 @@ examples with the same noise."""
 
 import json
 import math
+from pathlib import Path
 
 import mlflow
 import pytest
@@ -13,7 +14,14 @@ from bench.job import CONFIG
 from bench.run import main as run_main
 from bench.tracking.weights import WEIGHTS
 
-SHORT = ["trainer.epochs=2", "eval.k=5"]
+SHORT = ["trainer.epochs=2", "eval.k=5", "eval.gap_examples=20"]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> tuple[str, dict[str, str]]:
+    """One store, trained once for the module: (its URI, run id by variant)."""
+    uri = f"sqlite:///{tmp_path_factory.mktemp('compare') / 'mlflow.db'}"
+    return uri, {model: finished(uri, f"model={model}") for model in ("vae", "iwae", "ae")}
 
 
 def finished(tracking_uri: str, *overrides: str) -> str:
@@ -29,9 +37,13 @@ def _runs(client: MlflowClient):
     return client.search_runs(experiments) if experiments else []
 
 
-@pytest.fixture
-def two_runs(tracking_uri) -> tuple[str, str]:
-    return finished(tracking_uri), finished(tracking_uri, "model=iwae")
+def copied(run_id: str, tracking_uri: str, folder: Path) -> Path:
+    """The run's config and weights in a folder, as bench.reproduce keeps them."""
+    for name in (CONFIG, WEIGHTS):
+        mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=name, dst_path=str(folder), tracking_uri=tracking_uri
+        )
+    return folder
 
 
 def compared(tmp_path, capsys, *args: str) -> dict:
@@ -40,15 +52,10 @@ def compared(tmp_path, capsys, *args: str) -> dict:
     return json.loads(out.read_text())
 
 
-def test_a_run_against_itself_and_its_folder_copy_differs_by_nothing(
-    two_runs, tracking_uri, tmp_path, capsys
-):
-    vae, _ = two_runs
-    folder = tmp_path / "copied"
-    for name in (CONFIG, WEIGHTS):
-        mlflow.artifacts.download_artifacts(
-            run_id=vae, artifact_path=name, dst_path=str(folder), tracking_uri=tracking_uri
-        )
+def test_a_run_against_itself_and_its_folder_copy_differs_by_nothing(store, tmp_path, capsys):
+    tracking_uri, runs = store
+    vae = runs["vae"]
+    folder = copied(vae, tracking_uri, tmp_path / "copied")
     uri = f"tracking_uri={tracking_uri}"
     for other in (vae, str(folder)):
         rows = compared(tmp_path, capsys, f"a={vae}", f"b={other}", uri)["rows"]
@@ -58,11 +65,12 @@ def test_a_run_against_itself_and_its_folder_copy_differs_by_nothing(
             assert row["verdict"] == "within 2 SE"
 
 
-def test_two_runs_are_paired_on_the_same_examples(two_runs, tracking_uri, tmp_path, capsys):
-    vae, iwae = two_runs
-    args = [f"a={iwae}", f"b={vae}", f"tracking_uri={tracking_uri}", "eval.k=50"]
+def test_two_runs_are_paired_on_the_same_examples(store, tmp_path, capsys):
+    tracking_uri, runs = store
+    vae, iwae = runs["vae"], runs["iwae"]
+    args = [f"a={iwae}", f"b={vae}", f"tracking_uri={tracking_uri}", "eval.k=20"]
     found = compared(tmp_path, capsys, *args)
-    assert found["k"] == 50 and found["test_examples"] == 360
+    assert found["k"] == 20 and found["test_examples"] == 360
     nll = found["rows"]["nll"]
     (mean_a, se_a), (mean_b, se_b), (delta, delta_se) = nll["a"], nll["b"], nll["delta"]
     assert nll["examples"] == 360
@@ -76,11 +84,15 @@ def test_two_runs_are_paired_on_the_same_examples(two_runs, tracking_uri, tmp_pa
     assert all(row["examples"] <= 40 for row in subset["rows"].values())
 
 
-def test_runs_that_do_not_compare_are_one_error_line(two_runs, tracking_uri, tmp_path, capsys):
-    vae, _ = two_runs
+def test_runs_that_do_not_compare_are_one_error_line(store, tmp_path, capsys):
+    tracking_uri, runs = store
+    vae, ae = runs["vae"], runs["ae"]
     uri = f"tracking_uri={tracking_uri}"
-    other_data = finished(tracking_uri, "data.binarize=static")
-    ae = finished(tracking_uri, "model=ae")
+    other_data = copied(vae, tracking_uri, tmp_path / "static")
+    config_file = other_data / CONFIG
+    text = config_file.read_text()
+    assert text.count("binarize: dynamic") == 1
+    config_file.write_text(text.replace("binarize: dynamic", "binarize: static"))
     cases = [
         ([f"a={vae}", f"b={other_data}"], "same test examples: binarize dynamic vs static"),
         ([f"a={ae}", f"b={vae}"], "(ae) bounds no likelihood"),
