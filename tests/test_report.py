@@ -6,7 +6,10 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from bench.report import figures
+from bench.report.ladder import _rung_text
 from bench.report.markdown import main as report_main
+from bench.report.markdown import trial_params
+from bench.report.runs import StudyRuns
 from bench.run import main as run_main
 
 FAILING = ["study=smoke", "+study.space.trainer.lr=[0.001,1000000.0]"]
@@ -63,6 +66,23 @@ def test_failed_trial_is_listed_with_its_reason(smoke_report):
     failures = text.split("## Failed and pruned trials")[1].split("##")[0]
     assert len(re.findall(r"\| FAILED \| .*diverged in epoch 1", failures)) == 3
     assert "trainer.lr=1000000.0" in failures
+
+
+def test_a_stopped_trial_of_a_swept_config_group_is_named_by_its_choice_and_seed():
+    parent = pd.Series({"params.study.space.model": "['vae', 'vamp']"})
+    runs = pd.DataFrame({"params.model.name": ["vamp", "vae"], "params.trainer.seed": ["0", "1"]})
+    study = StudyRuns("rungs", parent, runs)
+    assert trial_params(runs.iloc[0], study) == "model=vamp trainer.seed=0"
+    one_seed = StudyRuns("rungs", parent, runs.assign(**{"params.trainer.seed": "0"}))
+    assert trial_params(runs.iloc[1], one_seed) == "model=vae"
+
+
+def test_the_iw_slack_of_a_row_of_seeds_has_no_se_to_show():
+    row = pd.Series({"nll_rung": "ais", "ais_examples": 55, "iw_slack": 0.19})
+    seeds = _rung_text(pd.concat([row, pd.Series({"iw_slack_se": float("nan")})]))
+    assert "the IW bound is 0.19 nats above it" in seeds
+    single = _rung_text(pd.concat([row, pd.Series({"iw_slack_se": 0.03})]))
+    assert "the IW bound is 0.19 ± 0.03 nats above it" in single
 
 
 def test_figures_are_pngs_of_the_expected_size(smoke_report):

@@ -42,6 +42,7 @@ def bound(table: pd.DataFrame, x: str, path: Path) -> Path:
         long, x=x, y="value", hue="variant", style="bound", markers=True, errorbar=None, ax=ax
     )
     _x_scale(ax, long[x])
+    _legend_beside(ax)  # inside, it hides points
     ax.set(ylabel="nats per example (test)", title="importance-weighted nll and -ELBO")
     return _save(fig, path)
 
@@ -51,8 +52,14 @@ def gap(table: pd.DataFrame, x: str, path: Path) -> Path:
     data = table.dropna(subset=["bound_gap"])
     sns.lineplot(data, x=x, y="bound_gap", hue="variant", marker="o", errorbar=None, ax=ax)
     _x_scale(ax, table[x])
+    _legend_beside(ax)
     ax.set(ylabel="-ELBO - nll (nats)", title="gap between the ELBO and the IW bound")
     return _save(fig, path)
+
+
+def _legend_beside(ax) -> None:
+    if ax.get_legend() is not None:
+        sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), frameon=False)
 
 
 def rate_distortion(table: pd.DataFrame, x: str, path: Path) -> Path:
@@ -155,7 +162,7 @@ def learning_curves(curves: pd.DataFrame, path: Path) -> Path:
         estimator=None,
         ax=ax,
     )
-    sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+    _legend_beside(ax)
     ax.set(ylabel="validation -ELBO (nats)", title="learning curves")
     return _save(fig, path)
 

@@ -326,7 +326,7 @@ def stopped_list(study: StudyRuns) -> list[str]:
     status = study.status()
     lines = ["| trial | params | status | reason |", "|---|---|---|---|"]
     for i, run in stopped.sort_values("tags.trial", key=lambda s: pd.to_numeric(s)).iterrows():
-        params = " ".join(f"{k}={run.get(f'params.{k}')}" for k in study.swept())
+        params = trial_params(run, study)
         reason = (
             run.get("tags.failure_reason")
             if run["status"] == "FAILED"
@@ -335,6 +335,20 @@ def stopped_list(study: StudyRuns) -> list[str]:
         reason = "no reason recorded" if pd.isna(reason) else str(reason).replace("|", "/")
         lines.append(f"| {run['tags.trial']} | {params} | {status[i]} | {reason} |")
     return lines
+
+
+def trial_params(run: pd.Series, study: StudyRuns) -> str:
+    """The run's swept values (a config group's by its name, as `model=vamp`), and its seed
+    where the study replicates seeds."""
+    keys = study.swept()
+    if study.runs.get("params.trainer.seed", pd.Series(dtype=object)).nunique() > 1:
+        keys = [*keys, *(["trainer.seed"] if "trainer.seed" not in keys else [])]
+    return " ".join(f"{k}={_param(run, k)}" for k in keys)
+
+
+def _param(run: pd.Series, key: str) -> object:
+    value = run.get(f"params.{key}")
+    return run.get(f"params.{key}.name") if pd.isna(value) else value
 
 
 def reference_lines(rows: pd.DataFrame, first: pd.Series) -> list[str]:
