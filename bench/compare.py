@@ -29,13 +29,13 @@ from bench.evaluation.estimators.stats import mean_se, paired_difference
 from bench.evaluation.evaluator import EvalSettings, evaluate
 from bench.evaluation.per_example import gap_parts
 from bench.job import load_data, resolved
+from bench.report.paired import INDISTINGUISHABLE_SE
 from bench.score import rescoring_config
 from bench.stored_run import folder_run, stored_config, stored_model, weighted
 from bench.tracking import mlflow_runs
 from bench.training.loop import pick_device
 from models.base import LatentModel
 
-REAL_SE = 2.0  # a paired difference beyond this many SEs is real
 ROWS = {  # per-example value -> its label
     "nll": "nll (IW bound)",
     "neg_elbo": "−ELBO",
@@ -70,8 +70,8 @@ class Row:
     @property
     def verdict(self) -> str:
         mean, se = self.delta
-        if not abs(mean) > REAL_SE * se:  # NaN SE (one example): not shown real
-            return f"within {REAL_SE:g} SE"
+        if not abs(mean) > INDISTINGUISHABLE_SE * se:  # NaN SE (one example): not shown real
+            return f"within {INDISTINGUISHABLE_SE:g} SE"
         return "a lower" if mean < 0 else "b lower"
 
 

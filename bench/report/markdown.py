@@ -341,8 +341,9 @@ def trial_params(run: pd.Series, study: StudyRuns) -> str:
     """The run's swept values (a config group's by its name, as `model=vamp`), and its seed
     where the study replicates seeds."""
     keys = study.swept()
-    if study.runs.get("params.trainer.seed", pd.Series(dtype=object)).nunique() > 1:
-        keys = [*keys, *(["trainer.seed"] if "trainer.seed" not in keys else [])]
+    seeds = study.runs.get("params.trainer.seed", pd.Series(dtype=object))
+    if seeds.nunique() > 1 and "trainer.seed" not in keys:
+        keys.append("trainer.seed")
     return " ".join(f"{k}={_param(run, k)}" for k in keys)
 
 
